@@ -1,5 +1,9 @@
 //! The namespaced `DedicatedInstance` kind: a proxy Deployment of a tenant's
 //! own, scaled by hand (`kubectl scale`), by its HPA or by `autoscaling`.
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "kube printcolumn(...) entries repeat the same keys by design"
+)]
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -13,6 +17,7 @@ use crate::condition::Condition;
     group = "veloflux.io",
     version = "v1alpha1",
     kind = "DedicatedInstance",
+    doc = "A proxy Deployment that serves only one tenant, with its own replicas and autoscaling.",
     namespaced,
     status = "DedicatedInstanceStatus",
     shortname = "vfdi",

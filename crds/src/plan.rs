@@ -1,5 +1,9 @@
 //! The cluster-scoped `Plan` kind: what a tenant on it may use (limits,
 //! WAF level, features), what happens past its monthly quota, and its price.
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "kube printcolumn(...) entries repeat the same keys by design"
+)]
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -14,6 +18,7 @@ use crate::condition::Condition;
     group = "veloflux.io",
     version = "v1alpha1",
     kind = "Plan",
+    doc = "A service plan: limits, WAF level, features, overage policy and price shared by the tenants on it.",
     status = "PlanStatus",
     shortname = "vfplan",
     category = "veloflux",

@@ -1,5 +1,9 @@
 //! The namespaced `Route` kind: hosts and path rules of one tenant, the
 //! backends they reach and how traffic is spread, checked and limited.
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "kube printcolumn(...) entries repeat the same keys by design"
+)]
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -14,6 +18,7 @@ use crate::plan::WafLevel;
     group = "veloflux.io",
     version = "v1alpha1",
     kind = "Route",
+    doc = "Routing for hosts of one tenant: path rules, backends, load balancing, health checks, limits and TLS.",
     namespaced,
     status = "RouteStatus",
     shortname = "vfr",

@@ -1,5 +1,9 @@
 //! The cluster-scoped `Tenant` kind: a customer of the platform, the plan it
 //! is on, the domains it may serve and the namespaces its Routes may live in.
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "kube printcolumn(...) entries repeat the same keys by design"
+)]
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -13,6 +17,7 @@ use crate::condition::Condition;
     group = "veloflux.io",
     version = "v1alpha1",
     kind = "Tenant",
+    doc = "A tenant of the platform: its plan, the domains it may serve and the namespaces its Routes may live in.",
     status = "TenantStatus",
     shortname = "vft",
     category = "veloflux",

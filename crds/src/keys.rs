@@ -1,0 +1,241 @@
+//! The Redis contract: every key VeloFlux uses, spelled once, and the entry
+//! appended to the config change stream.
+//!
+//! Every per-tenant key carries the tenant id as a Redis Cluster hash tag
+//! (`{acme}`), so all of one tenant's keys live in one slot and multi-key
+//! operations on them work in Cluster mode. Ids are Kubernetes object names
+//! (lowercase alphanumerics, `-`, `.`), so they never contain braces.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The capped stream of config changes proxies follow with `XREAD`.
+pub const CONFIG_CHANGES_STREAM: &str = "vf:config:changes";
+/// Set of tenant ids that have a config document.
+pub const CONFIG_INDEX: &str = "vf:config:index";
+/// Marker written by the writer; a store without it was wiped and must be republished.
+pub const CONFIG_EPOCH: &str = "vf:config:epoch";
+/// Approximate cap on the change stream's length (`XADD MAXLEN ~`).
+pub const CONFIG_CHANGES_MAXLEN: u64 = 100_000;
+
+/// `vf:tenant:{id}`: the tenant's profile.
+pub fn tenant(id: &str) -> String {
+    format!("vf:tenant:{{{id}}}")
+}
+
+/// `vf:tenant:{id}:users`: the tenant's user ids and roles.
+pub fn tenant_users(id: &str) -> String {
+    format!("vf:tenant:{{{id}}}:users")
+}
+
+/// `vf:tenant:{id}:billing`: the tenant's billing state.
+pub fn tenant_billing(id: &str) -> String {
+    format!("vf:tenant:{{{id}}}:billing")
+}
+
+/// `vf:tenant:{id}:deployment`: the tenant's dedicated-instance state.
+pub fn tenant_deployment(id: &str) -> String {
+    format!("vf:tenant:{{{id}}}:deployment")
+}
+
+/// `vf:config:{id}`: the tenant's compiled [`crate::config::TenantConfig`] (JSON).
+pub fn config(id: &str) -> String {
+    format!("vf:config:{{{id}}}")
+}
+
+/// `vf:user:{id}`: one user.
+pub fn user(id: &str) -> String {
+    format!("vf:user:{{{id}}}")
+}
+
+/// Whether `id` is usable as a tenant or user id inside a key: a non-empty
+/// Kubernetes object name, which cannot break out of its hash tag.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && id.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+        && id.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Redis Cluster slot of a key (CRC16/XMODEM of its hash tag, mod 16384), as
+/// the Cluster specification defines it.
+pub fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    crc16_xmodem(tagged) % 16384
+}
+
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// What happened to a tenant's config.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// The document was created or replaced.
+    Upsert,
+    /// The document was removed.
+    Delete,
+}
+
+impl ChangeOp {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// One entry of [`CONFIG_CHANGES_STREAM`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEntry {
+    /// Tenant id.
+    pub tenant: String,
+    /// Revision of the document after the change.
+    pub revision: u64,
+    /// Kind of change.
+    pub op: ChangeOp,
+}
+
+/// Why a stream entry could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeEntryError {
+    /// A field is absent.
+    #[error("change entry lacks field `{0}`")]
+    Missing(&'static str),
+    /// A field has an unusable value.
+    #[error("change entry field `{field}` has invalid value `{value}`")]
+    Invalid {
+        /// Field name.
+        field: &'static str,
+        /// Value found.
+        value: String,
+    },
+}
+
+impl ChangeEntry {
+    /// The stream fields, in a fixed order: `tenant`, `rev`, `op`.
+    pub fn to_fields(&self) -> [(&'static str, String); 3] {
+        [
+            ("tenant", self.tenant.clone()),
+            ("rev", self.revision.to_string()),
+            ("op", self.op.as_str().to_owned()),
+        ]
+    }
+
+    /// Reads an entry from its stream fields.
+    pub fn from_fields(fields: &BTreeMap<String, String>) -> Result<Self, ChangeEntryError> {
+        let get = |name: &'static str| fields.get(name).ok_or(ChangeEntryError::Missing(name));
+        let tenant = get("tenant")?;
+        if !is_valid_id(tenant) {
+            return Err(ChangeEntryError::Invalid { field: "tenant", value: tenant.clone() });
+        }
+        let rev = get("rev")?;
+        let revision = rev
+            .parse()
+            .map_err(|_| ChangeEntryError::Invalid { field: "rev", value: rev.clone() })?;
+        let op = match get("op")?.as_str() {
+            "upsert" => ChangeOp::Upsert,
+            "delete" => ChangeOp::Delete,
+            other => {
+                return Err(ChangeEntryError::Invalid { field: "op", value: other.to_owned() });
+            }
+        };
+        Ok(Self { tenant: tenant.clone(), revision, op })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_the_seed_names_with_the_tenant_as_hash_tag() {
+        assert_eq!(tenant("acme"), "vf:tenant:{acme}");
+        assert_eq!(tenant_users("acme"), "vf:tenant:{acme}:users");
+        assert_eq!(tenant_billing("acme"), "vf:tenant:{acme}:billing");
+        assert_eq!(tenant_deployment("acme"), "vf:tenant:{acme}:deployment");
+        assert_eq!(config("acme"), "vf:config:{acme}");
+        assert_eq!(user("u-1"), "vf:user:{u-1}");
+    }
+
+    #[test]
+    fn all_keys_of_one_tenant_share_a_cluster_slot() {
+        for id in ["acme", "globex", "a.b-c", "t0"] {
+            let slot = cluster_slot(&config(id));
+            for key in [tenant(id), tenant_users(id), tenant_billing(id), tenant_deployment(id)] {
+                assert_eq!(cluster_slot(&key), slot, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn cluster_slot_matches_the_redis_specification() {
+        // Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+        assert_eq!(cluster_slot("foo"), 12182);
+        assert_eq!(cluster_slot("{user1000}.following"), cluster_slot("{user1000}.followers"));
+        assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
+        assert_eq!(cluster_slot("{}foo"), crc16_xmodem(b"{}foo") % 16384);
+    }
+
+    #[test]
+    fn ids_that_could_break_a_hash_tag_are_invalid() {
+        assert!(is_valid_id("acme"));
+        assert!(is_valid_id("acme-2.eu"));
+        for bad in ["", "a}b", "{a", "Acme", "-a", "a-", "a b", "a:b"] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn change_entries_round_trip_through_stream_fields() {
+        let entry = ChangeEntry { tenant: "acme".into(), revision: 42, op: ChangeOp::Delete };
+        let fields: BTreeMap<String, String> =
+            entry.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(ChangeEntry::from_fields(&fields), Ok(entry));
+    }
+
+    #[test]
+    fn malformed_change_entries_are_refused_with_the_field_named() {
+        let mut fields = BTreeMap::new();
+        fields.insert("tenant".to_owned(), "acme".to_owned());
+        assert_eq!(ChangeEntry::from_fields(&fields), Err(ChangeEntryError::Missing("rev")));
+        fields.insert("rev".to_owned(), "x".to_owned());
+        fields.insert("op".to_owned(), "upsert".to_owned());
+        assert!(matches!(
+            ChangeEntry::from_fields(&fields),
+            Err(ChangeEntryError::Invalid { field: "rev", .. })
+        ));
+        fields.insert("rev".to_owned(), "3".to_owned());
+        fields.insert("op".to_owned(), "patch".to_owned());
+        assert!(matches!(
+            ChangeEntry::from_fields(&fields),
+            Err(ChangeEntryError::Invalid { field: "op", .. })
+        ));
+    }
+}

@@ -1,0 +1,258 @@
+//! Reading manifests from YAML: the same multi-document files you would
+//! `kubectl apply`, parsed into the typed objects `resolve` takes. Used by the
+//! standalone proxy (`--manifests DIR`) and by tests.
+//!
+//! Recognised: VeloFlux kinds, Gateway API `ReferenceGrant`, and
+//! `kubernetes.io/tls` Secrets. Other kinds (an Argo CD Application, a
+//! Namespace) are skipped and listed. A malformed document is an error naming
+//! the file and document; nothing of a failed load is kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Secret;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::dedicated::DedicatedInstance;
+use crate::grant::ReferenceGrant;
+use crate::plan::Plan;
+use crate::resolve::{Endpoint, Inputs, ObjectKey, ServiceKey, TlsSecret};
+use crate::route::Route;
+use crate::tenant::Tenant;
+
+/// Namespace given to namespaced objects that name none, as `kubectl` does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Why manifests could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("{path}: invalid YAML: {message}")]
+    Yaml {
+        /// File.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A document is not a valid object of its kind.
+    #[error("{path}: document {index} ({kind} {name}): {message}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Document number, from 1.
+        index: usize,
+        /// Kind of the document.
+        kind: String,
+        /// `namespace/name` or name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two documents define the same object.
+    #[error("{path}: {kind} {name} is defined twice")]
+    Duplicate {
+        /// File of the second definition.
+        path: PathBuf,
+        /// Kind.
+        kind: String,
+        /// `namespace/name` or name.
+        name: String,
+    },
+}
+
+/// A set of parsed manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    /// Plans.
+    pub plans: Vec<Plan>,
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Routes.
+    pub routes: Vec<Route>,
+    /// Dedicated instances.
+    pub dedicated: Vec<DedicatedInstance>,
+    /// ReferenceGrants.
+    pub grants: Vec<ReferenceGrant>,
+    /// TLS Secrets.
+    pub secrets: BTreeMap<ObjectKey, TlsSecret>,
+    /// Service endpoints (empty without Kubernetes: Service backends then report BackendNotFound).
+    pub services: BTreeMap<ServiceKey, Vec<Endpoint>>,
+    /// `kind name` of documents that were skipped.
+    pub skipped: Vec<String>,
+}
+
+impl Manifests {
+    /// The inputs `resolve` takes, borrowed from these manifests.
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            plans: &self.plans,
+            tenants: &self.tenants,
+            routes: &self.routes,
+            dedicated: &self.dedicated,
+            grants: &self.grants,
+            services: Some(&self.services),
+            secrets: Some(&self.secrets),
+        }
+    }
+
+    /// Reads every `*.yaml` / `*.yml` file directly in `dir`, in name order.
+    pub fn load_dir(dir: &Path) -> Result<Self, ManifestError> {
+        let io = |source| ManifestError::Io { path: dir.to_path_buf(), source };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_manifest_file(p))
+            .collect();
+        files.sort();
+        let mut manifests = Self::default();
+        for path in files {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+            manifests.add_yaml(&path, &text)?;
+        }
+        Ok(manifests)
+    }
+
+    /// Adds every document of one YAML text.
+    pub fn add_yaml(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            if doc.is_null() {
+                continue;
+            }
+            self.add_document(path, i + 1, doc)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one parsed document.
+    pub fn add_document(&mut self, path: &Path, index: usize, doc: Value) -> Result<(), ManifestError> {
+        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+        let meta = doc.get("metadata");
+        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_owned();
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            index,
+            kind: kind.clone(),
+            name: name.clone(),
+            message,
+        };
+        if name.is_empty() && !kind.is_empty() {
+            return Err(invalid("metadata.name is required".to_owned()));
+        }
+        match (api_version.as_str(), kind.as_str()) {
+            ("veloflux.io/v1alpha1", "Plan") => {
+                let plan: Plan = typed(doc, &invalid)?;
+                self.check_unique(path, &kind, &ObjectKey::of(&plan.metadata), |m| {
+                    m.plans.iter().map(|p| ObjectKey::of(&p.metadata)).collect()
+                })?;
+                self.plans.push(plan);
+            }
+            ("veloflux.io/v1alpha1", "Tenant") => {
+                let tenant: Tenant = typed(doc, &invalid)?;
+                self.check_unique(path, &kind, &ObjectKey::of(&tenant.metadata), |m| {
+                    m.tenants.iter().map(|t| ObjectKey::of(&t.metadata)).collect()
+                })?;
+                self.tenants.push(tenant);
+            }
+            ("veloflux.io/v1alpha1", "Route") => {
+                let mut route: Route = typed(doc, &invalid)?;
+                route.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                self.check_unique(path, &kind, &ObjectKey::of(&route.metadata), |m| {
+                    m.routes.iter().map(|r| ObjectKey::of(&r.metadata)).collect()
+                })?;
+                self.routes.push(route);
+            }
+            ("veloflux.io/v1alpha1", "DedicatedInstance") => {
+                let mut instance: DedicatedInstance = typed(doc, &invalid)?;
+                instance.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                self.check_unique(path, &kind, &ObjectKey::of(&instance.metadata), |m| {
+                    m.dedicated.iter().map(|d| ObjectKey::of(&d.metadata)).collect()
+                })?;
+                self.dedicated.push(instance);
+            }
+            ("veloflux.io/v1alpha1", other) => {
+                return Err(invalid(format!("unknown VeloFlux kind {other:?}")));
+            }
+            ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant") => {
+                let mut grant: ReferenceGrant = typed(doc, &invalid)?;
+                grant.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                self.grants.push(grant);
+            }
+            ("v1", "Secret") => {
+                let secret: Secret = typed(doc, &invalid)?;
+                let key = ObjectKey::new(
+                    secret.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+                    name.clone(),
+                );
+                if self.secrets.contains_key(&key) {
+                    return Err(ManifestError::Duplicate { path: path.to_path_buf(), kind, name: key.to_string() });
+                }
+                self.secrets.insert(key, tls_secret(&secret));
+            }
+            _ => self.skipped.push(format!("{kind} {name}")),
+        }
+        Ok(())
+    }
+
+    fn check_unique(
+        &self,
+        path: &Path,
+        kind: &str,
+        key: &ObjectKey,
+        existing: impl Fn(&Self) -> Vec<ObjectKey>,
+    ) -> Result<(), ManifestError> {
+        if existing(self).contains(key) {
+            return Err(ManifestError::Duplicate {
+                path: path.to_path_buf(),
+                kind: kind.to_owned(),
+                name: key.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn typed<T: DeserializeOwned>(
+    doc: Value,
+    invalid: &impl Fn(String) -> ManifestError,
+) -> Result<T, ManifestError> {
+    serde_json::from_value(doc).map_err(|e| invalid(e.to_string()))
+}
+
+/// `tls.crt` and `tls.key` of a Secret, from `stringData` or `data`.
+pub fn tls_secret(secret: &Secret) -> TlsSecret {
+    let field = |name: &str| {
+        secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(name).cloned())
+            .or_else(|| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            })
+    };
+    TlsSecret { cert_pem: field("tls.crt"), key_pem: field("tls.key") }
+}
+
+fn is_manifest_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml")
+}
