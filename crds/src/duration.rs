@@ -57,7 +57,9 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_refused() {
-        for bad in ["", "10", "s", "1.5s", "10sec", "-1s", "1d", "1234567s", "ms"] {
+        for bad in [
+            "", "10", "s", "1.5s", "10sec", "-1s", "1d", "1234567s", "ms",
+        ] {
             assert!(parse_millis(bad).is_err(), "{bad:?}");
         }
     }

@@ -16,7 +16,8 @@ pub fn is_valid_pattern(pattern: &str) -> bool {
             let b = label.as_bytes();
             !b.is_empty()
                 && b.len() <= 63
-                && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && b.iter()
+                    .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
                 && b[0] != b'-'
                 && b[b.len() - 1] != b'-'
         })
@@ -56,10 +57,19 @@ mod tests {
 
     #[test]
     fn valid_patterns_are_lowercase_labels_with_an_optional_leading_wildcard() {
-        for ok in ["acme.com", "*.acme.com", "a-1.b", "localhost", "xn--bcher-kva.example"] {
+        for ok in [
+            "acme.com",
+            "*.acme.com",
+            "a-1.b",
+            "localhost",
+            "xn--bcher-kva.example",
+        ] {
             assert!(is_valid_pattern(ok), "{ok}");
         }
-        for bad in ["", "*", "*.", "Acme.com", "a..b", "-a.com", "a-.com", "a.*.com", "**.a", "a_b.com", "a.com."] {
+        for bad in [
+            "", "*", "*.", "Acme.com", "a..b", "-a.com", "a-.com", "a.*.com", "**.a", "a_b.com",
+            "a.com.",
+        ] {
             assert!(!is_valid_pattern(bad), "{bad}");
         }
     }

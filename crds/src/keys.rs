@@ -84,7 +84,11 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -152,20 +156,31 @@ impl ChangeEntry {
         let get = |name: &'static str| fields.get(name).ok_or(ChangeEntryError::Missing(name));
         let tenant = get("tenant")?;
         if !is_valid_id(tenant) {
-            return Err(ChangeEntryError::Invalid { field: "tenant", value: tenant.clone() });
+            return Err(ChangeEntryError::Invalid {
+                field: "tenant",
+                value: tenant.clone(),
+            });
         }
         let rev = get("rev")?;
-        let revision = rev
-            .parse()
-            .map_err(|_| ChangeEntryError::Invalid { field: "rev", value: rev.clone() })?;
+        let revision = rev.parse().map_err(|_| ChangeEntryError::Invalid {
+            field: "rev",
+            value: rev.clone(),
+        })?;
         let op = match get("op")?.as_str() {
             "upsert" => ChangeOp::Upsert,
             "delete" => ChangeOp::Delete,
             other => {
-                return Err(ChangeEntryError::Invalid { field: "op", value: other.to_owned() });
+                return Err(ChangeEntryError::Invalid {
+                    field: "op",
+                    value: other.to_owned(),
+                });
             }
         };
-        Ok(Self { tenant: tenant.clone(), revision, op })
+        Ok(Self {
+            tenant: tenant.clone(),
+            revision,
+            op,
+        })
     }
 }
 
@@ -187,7 +202,12 @@ mod tests {
     fn all_keys_of_one_tenant_share_a_cluster_slot() {
         for id in ["acme", "globex", "a.b-c", "t0"] {
             let slot = cluster_slot(&config(id));
-            for key in [tenant(id), tenant_users(id), tenant_billing(id), tenant_deployment(id)] {
+            for key in [
+                tenant(id),
+                tenant_users(id),
+                tenant_billing(id),
+                tenant_deployment(id),
+            ] {
                 assert_eq!(cluster_slot(&key), slot, "{key}");
             }
         }
@@ -198,7 +218,10 @@ mod tests {
         // Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
         assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
         assert_eq!(cluster_slot("foo"), 12182);
-        assert_eq!(cluster_slot("{user1000}.following"), cluster_slot("{user1000}.followers"));
+        assert_eq!(
+            cluster_slot("{user1000}.following"),
+            cluster_slot("{user1000}.followers")
+        );
         assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
         assert_eq!(cluster_slot("{}foo"), crc16_xmodem(b"{}foo") % 16384);
     }
@@ -214,9 +237,16 @@ mod tests {
 
     #[test]
     fn change_entries_round_trip_through_stream_fields() {
-        let entry = ChangeEntry { tenant: "acme".into(), revision: 42, op: ChangeOp::Delete };
-        let fields: BTreeMap<String, String> =
-            entry.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let entry = ChangeEntry {
+            tenant: "acme".into(),
+            revision: 42,
+            op: ChangeOp::Delete,
+        };
+        let fields: BTreeMap<String, String> = entry
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(ChangeEntry::from_fields(&fields), Ok(entry));
     }
 
@@ -224,7 +254,10 @@ mod tests {
     fn malformed_change_entries_are_refused_with_the_field_named() {
         let mut fields = BTreeMap::new();
         fields.insert("tenant".to_owned(), "acme".to_owned());
-        assert_eq!(ChangeEntry::from_fields(&fields), Err(ChangeEntryError::Missing("rev")));
+        assert_eq!(
+            ChangeEntry::from_fields(&fields),
+            Err(ChangeEntryError::Missing("rev"))
+        );
         fields.insert("rev".to_owned(), "x".to_owned());
         fields.insert("op".to_owned(), "upsert".to_owned());
         assert!(matches!(

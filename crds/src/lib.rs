@@ -20,6 +20,8 @@ pub mod plan;
 pub mod resolve;
 pub mod route;
 pub mod tenant;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use condition::{Condition, ConditionStatus, ConditionType, Reason};
 pub use config::TenantConfig;

@@ -107,7 +107,10 @@ impl Manifests {
 
     /// Reads every `*.yaml` / `*.yml` file directly in `dir`, in name order.
     pub fn load_dir(dir: &Path) -> Result<Self, ManifestError> {
-        let io = |source| ManifestError::Io { path: dir.to_path_buf(), source };
+        let io = |source| ManifestError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(Result::ok)
@@ -117,8 +120,10 @@ impl Manifests {
         files.sort();
         let mut manifests = Self::default();
         for path in files {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
+                path: path.clone(),
+                source,
+            })?;
             manifests.add_yaml(&path, &text)?;
         }
         Ok(manifests)
@@ -126,10 +131,11 @@ impl Manifests {
 
     /// Adds every document of one YAML text.
     pub fn add_yaml(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         for (i, doc) in docs.into_iter().enumerate() {
             if doc.is_null() {
                 continue;
@@ -140,11 +146,28 @@ impl Manifests {
     }
 
     /// Adds one parsed document.
-    pub fn add_document(&mut self, path: &Path, index: usize, doc: Value) -> Result<(), ManifestError> {
-        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+    pub fn add_document(
+        &mut self,
+        path: &Path,
+        index: usize,
+        doc: Value,
+    ) -> Result<(), ManifestError> {
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let meta = doc.get("metadata");
-        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_owned();
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let invalid = |message: String| ManifestError::Invalid {
             path: path.to_path_buf(),
             index,
@@ -166,23 +189,38 @@ impl Manifests {
             ("veloflux.io/v1alpha1", "Tenant") => {
                 let tenant: Tenant = typed(doc, &invalid)?;
                 self.check_unique(path, &kind, &ObjectKey::of(&tenant.metadata), |m| {
-                    m.tenants.iter().map(|t| ObjectKey::of(&t.metadata)).collect()
+                    m.tenants
+                        .iter()
+                        .map(|t| ObjectKey::of(&t.metadata))
+                        .collect()
                 })?;
                 self.tenants.push(tenant);
             }
             ("veloflux.io/v1alpha1", "Route") => {
                 let mut route: Route = typed(doc, &invalid)?;
-                route.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                route
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
                 self.check_unique(path, &kind, &ObjectKey::of(&route.metadata), |m| {
-                    m.routes.iter().map(|r| ObjectKey::of(&r.metadata)).collect()
+                    m.routes
+                        .iter()
+                        .map(|r| ObjectKey::of(&r.metadata))
+                        .collect()
                 })?;
                 self.routes.push(route);
             }
             ("veloflux.io/v1alpha1", "DedicatedInstance") => {
                 let mut instance: DedicatedInstance = typed(doc, &invalid)?;
-                instance.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                instance
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
                 self.check_unique(path, &kind, &ObjectKey::of(&instance.metadata), |m| {
-                    m.dedicated.iter().map(|d| ObjectKey::of(&d.metadata)).collect()
+                    m.dedicated
+                        .iter()
+                        .map(|d| ObjectKey::of(&d.metadata))
+                        .collect()
                 })?;
                 self.dedicated.push(instance);
             }
@@ -191,17 +229,28 @@ impl Manifests {
             }
             ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant") => {
                 let mut grant: ReferenceGrant = typed(doc, &invalid)?;
-                grant.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                grant
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
                 self.grants.push(grant);
             }
             ("v1", "Secret") => {
                 let secret: Secret = typed(doc, &invalid)?;
                 let key = ObjectKey::new(
-                    secret.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+                    secret
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
                     name.clone(),
                 );
                 if self.secrets.contains_key(&key) {
-                    return Err(ManifestError::Duplicate { path: path.to_path_buf(), kind, name: key.to_string() });
+                    return Err(ManifestError::Duplicate {
+                        path: path.to_path_buf(),
+                        kind,
+                        name: key.to_string(),
+                    });
                 }
                 self.secrets.insert(key, tls_secret(&secret));
             }
@@ -250,9 +299,14 @@ pub fn tls_secret(secret: &Secret) -> TlsSecret {
                     .and_then(|b| String::from_utf8(b.0.clone()).ok())
             })
     };
-    TlsSecret { cert_pem: field("tls.crt"), key_pem: field("tls.key") }
+    TlsSecret {
+        cert_pem: field("tls.crt"),
+        key_pem: field("tls.key"),
+    }
 }
 
 fn is_manifest_file(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml")
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == "yaml" || e == "yml")
 }

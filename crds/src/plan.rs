@@ -23,12 +23,28 @@ use crate::condition::Condition;
     shortname = "vfplan",
     category = "veloflux",
     derive = "PartialEq",
-    printcolumn(name = "RPM", type_ = "integer", json_path = ".spec.limits.requestsPerMinute"),
-    printcolumn(name = "Routes", type_ = "integer", json_path = ".spec.limits.maxRoutes"),
+    printcolumn(
+        name = "RPM",
+        type_ = "integer",
+        json_path = ".spec.limits.requestsPerMinute"
+    ),
+    printcolumn(
+        name = "Routes",
+        type_ = "integer",
+        json_path = ".spec.limits.maxRoutes"
+    ),
     printcolumn(name = "WAF", type_ = "string", json_path = ".spec.waf.level"),
     printcolumn(name = "Tenants", type_ = "integer", json_path = ".status.tenants"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSpec {
@@ -109,7 +125,18 @@ pub struct PlanWaf {
 
 /// OWASP Core Rule Set level. Ordered from most permissive to strictest.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum WafLevel {

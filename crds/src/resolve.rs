@@ -58,12 +58,18 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A namespaced key.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// The key of an object from its metadata.
     pub fn of(meta: &ObjectMeta) -> Self {
-        Self::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+        Self::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
     }
 }
 
@@ -166,7 +172,8 @@ impl Outcome {
 
     /// Whether the condition of a type is reported `True`.
     pub fn is_true(&self, type_: ConditionType) -> bool {
-        self.condition(type_).is_some_and(|c| c.status == ConditionStatus::True)
+        self.condition(type_)
+            .is_some_and(|c| c.status == ConditionStatus::True)
     }
 
     /// The reason of the condition of a type, if reported.
@@ -238,7 +245,12 @@ impl Problems {
                 type_,
                 status: ConditionStatus::False,
                 reason: *reason,
-                message: self.0.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+                message: self
+                    .0
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
         }
     }
@@ -247,7 +259,10 @@ impl Problems {
 /// `Ready` as the summary of the other conditions: `True` when all are, else
 /// `False` with the first failing condition's reason and message.
 fn ready(conditions: &[ConditionOutcome], suspended: bool) -> ConditionOutcome {
-    if let Some(failing) = conditions.iter().find(|c| c.status != ConditionStatus::True) {
+    if let Some(failing) = conditions
+        .iter()
+        .find(|c| c.status != ConditionStatus::True)
+    {
         return ConditionOutcome {
             type_: ConditionType::Ready,
             status: ConditionStatus::False,
@@ -330,7 +345,10 @@ impl<'a> DomainClaims<'a> {
         match host::wildcard_suffix(domain) {
             Some(suffix) => {
                 self.wildcard.get(suffix).is_some_and(other)
-                    || self.exact_below.get(suffix).is_some_and(|owners| owners.iter().any(other))
+                    || self
+                        .exact_below
+                        .get(suffix)
+                        .is_some_and(|owners| owners.iter().any(other))
             }
             None => {
                 self.exact.get(domain).is_some_and(other)
@@ -384,12 +402,18 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
         for p in &problems {
             accepted.push(Reason::Invalid, p.clone());
         }
-        let conditions = with_ready(vec![accepted.condition(ConditionType::Accepted, (Reason::Accepted, ""))], false);
+        let conditions = with_ready(
+            vec![accepted.condition(ConditionType::Accepted, (Reason::Accepted, ""))],
+            false,
+        );
         plans.insert(name, (plan, problems.is_empty()));
         resolution.plans.insert(
             name.to_owned(),
             PlanOutcome {
-                outcome: Outcome { generation: plan.metadata.generation, conditions },
+                outcome: Outcome {
+                    generation: plan.metadata.generation,
+                    conditions,
+                },
                 tenants: 0,
             },
         );
@@ -405,7 +429,10 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
         let plan_ref = tenant.spec.plan_ref.as_str();
         let plan = match plans.get(plan_ref) {
             None => {
-                problems.push(Reason::PlanNotFound, format!("plan {plan_ref:?} does not exist"));
+                problems.push(
+                    Reason::PlanNotFound,
+                    format!("plan {plan_ref:?} does not exist"),
+                );
                 None
             }
             Some((_, false)) => {
@@ -442,12 +469,18 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
                 }
             }
             if !invalid.is_empty() {
-                problems.push(Reason::Invalid, format!("invalid domains: {}", invalid.join(", ")));
+                problems.push(
+                    Reason::Invalid,
+                    format!("invalid domains: {}", invalid.join(", ")),
+                );
             }
             if !conflicting.is_empty() {
                 problems.push(
                     Reason::HostConflict,
-                    format!("domains already claimed by another tenant: {}", conflicting.join(", ")),
+                    format!(
+                        "domains already claimed by another tenant: {}",
+                        conflicting.join(", ")
+                    ),
                 );
             }
             if !over_quota.is_empty() {
@@ -477,7 +510,15 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
     // Routes, oldest first.
     for route in oldest_first(inputs.routes, |r| &r.metadata) {
         let key = ObjectKey::of(&route.metadata);
-        let outcome = resolve_route(route, &key, &mut states, &claims, inputs.grants, services, secrets);
+        let outcome = resolve_route(
+            route,
+            &key,
+            &mut states,
+            &claims,
+            inputs.grants,
+            services,
+            secrets,
+        );
         resolution.routes.insert(key, outcome);
     }
 
@@ -487,16 +528,25 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
         let mut problems = Problems::default();
         let tenant_ref = instance.spec.tenant_ref.as_str();
         match states.get(tenant_ref) {
-            None => problems.push(Reason::TenantNotFound, format!("tenant {tenant_ref:?} does not exist")),
+            None => problems.push(
+                Reason::TenantNotFound,
+                format!("tenant {tenant_ref:?} does not exist"),
+            ),
             Some(state) => {
                 if !state.tenant.spec.namespaces.contains(&key.namespace) {
                     problems.push(
                         Reason::NamespaceNotAllowed,
-                        format!("tenant {tenant_ref:?} does not list namespace {:?}", key.namespace),
+                        format!(
+                            "tenant {tenant_ref:?} does not list namespace {:?}",
+                            key.namespace
+                        ),
                     );
                 }
                 match state.plan {
-                    None => problems.push(Reason::PlanNotFound, format!("tenant {tenant_ref:?} has no valid plan")),
+                    None => problems.push(
+                        Reason::PlanNotFound,
+                        format!("tenant {tenant_ref:?} has no valid plan"),
+                    ),
                     Some(plan) if !plan.spec.features.dedicated_instances => problems.push(
                         Reason::FeatureNotInPlan,
                         format!(
@@ -511,12 +561,22 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
         if let Some(a) = &instance.spec.autoscaling
             && a.min_replicas > a.max_replicas
         {
-            problems.push(Reason::Invalid, "autoscaling.minReplicas must not exceed maxReplicas");
+            problems.push(
+                Reason::Invalid,
+                "autoscaling.minReplicas must not exceed maxReplicas",
+            );
         }
-        let conditions = with_ready(vec![problems.condition(ConditionType::Accepted, (Reason::Accepted, ""))], false);
-        resolution
-            .dedicated
-            .insert(key, Outcome { generation: instance.metadata.generation, conditions });
+        let conditions = with_ready(
+            vec![problems.condition(ConditionType::Accepted, (Reason::Accepted, ""))],
+            false,
+        );
+        resolution.dedicated.insert(
+            key,
+            Outcome {
+                generation: instance.metadata.generation,
+                conditions,
+            },
+        );
     }
 
     // Tenant outcomes and configs.
@@ -536,7 +596,10 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
         resolution.tenants.insert(
             name.to_owned(),
             TenantOutcome {
-                outcome: Outcome { generation: state.tenant.metadata.generation, conditions },
+                outcome: Outcome {
+                    generation: state.tenant.metadata.generation,
+                    conditions,
+                },
                 usage,
                 domains: state.domains.iter().map(|d| (*d).to_owned()).collect(),
             },
@@ -569,7 +632,9 @@ fn plan_config(plan: &Plan) -> PlanConfig {
         waf: plan.spec.waf.level,
         rate_limit_failure_mode: limits.rate_limit_failure_mode,
         requests_per_month: limits.requests_per_month,
-        bandwidth_bytes_per_month: limits.bandwidth_gib_per_month.map(|g| g.saturating_mul(1 << 30)),
+        bandwidth_bytes_per_month: limits
+            .bandwidth_gib_per_month
+            .map(|g| g.saturating_mul(1 << 30)),
         overage_policy: plan.spec.overage_policy,
     }
 }
@@ -593,17 +658,26 @@ fn resolve_route(
     }
 
     let Some(state) = states.get_mut(tenant_ref) else {
-        accepted.push(Reason::TenantNotFound, format!("tenant {tenant_ref:?} does not exist"));
+        accepted.push(
+            Reason::TenantNotFound,
+            format!("tenant {tenant_ref:?} does not exist"),
+        );
         return not_accepted(generation, &accepted);
     };
     if !state.tenant.spec.namespaces.contains(&key.namespace) {
         accepted.push(
             Reason::NamespaceNotAllowed,
-            format!("tenant {tenant_ref:?} does not allow routes in namespace {:?}", key.namespace),
+            format!(
+                "tenant {tenant_ref:?} does not allow routes in namespace {:?}",
+                key.namespace
+            ),
         );
     }
     let Some(plan) = state.plan else {
-        accepted.push(Reason::PlanNotFound, format!("tenant {tenant_ref:?} has no valid plan"));
+        accepted.push(
+            Reason::PlanNotFound,
+            format!("tenant {tenant_ref:?} has no valid plan"),
+        );
         return not_accepted(generation, &accepted);
     };
     let plan_name = plan.metadata.name.as_deref().unwrap_or("");
@@ -618,7 +692,10 @@ fn resolve_route(
         }
         let held_elsewhere = claims.conflicts(tenant_ref, h);
         if held_elsewhere {
-            accepted.push(Reason::HostConflict, format!("host {h:?} is claimed by another tenant"));
+            accepted.push(
+                Reason::HostConflict,
+                format!("host {h:?} is claimed by another tenant"),
+            );
         } else {
             accepted.push(
                 Reason::HostNotAllowed,
@@ -743,9 +820,10 @@ fn resolve_route(
     let tls = spec.tls.as_ref().map(|t| {
         let secret_key = ObjectKey::new(key.namespace.clone(), t.secret_ref.name.clone());
         let certificate = match secrets.get(&secret_key) {
-            Some(TlsSecret { cert_pem: Some(cert), key_pem: Some(pem_key) })
-                if looks_like_pem(cert) && looks_like_pem(pem_key) =>
-            {
+            Some(TlsSecret {
+                cert_pem: Some(cert),
+                key_pem: Some(pem_key),
+            }) if looks_like_pem(cert) && looks_like_pem(pem_key) => {
                 let source = secret_key.to_string();
                 let index = match state.certificates.iter().position(|c| c.source == source) {
                     Some(i) => i,
@@ -773,19 +851,30 @@ fn resolve_route(
                 None
             }
             None => {
-                refs.push(Reason::SecretNotFound, format!("Secret {secret_key} not found"));
+                refs.push(
+                    Reason::SecretNotFound,
+                    format!("Secret {secret_key} not found"),
+                );
                 None
             }
         };
-        RouteTlsConfig { certificate, https_redirect: t.https_redirect }
+        RouteTlsConfig {
+            certificate,
+            https_redirect: t.https_redirect,
+        }
     });
 
-    state.routes.push(compile_route(route, key, backends, rate_limit, waf, tls));
+    state
+        .routes
+        .push(compile_route(route, key, backends, rate_limit, waf, tls));
 
     let accepted_condition = if notes.is_empty() {
         accepted.condition(ConditionType::Accepted, (Reason::Accepted, ""))
     } else {
-        accepted.condition(ConditionType::Accepted, (Reason::PlanLimitApplied, &notes.join("; ")))
+        accepted.condition(
+            ConditionType::Accepted,
+            (Reason::PlanLimitApplied, &notes.join("; ")),
+        )
     };
     let conditions = with_ready(
         vec![
@@ -794,7 +883,10 @@ fn resolve_route(
         ],
         state.tenant.spec.suspended,
     );
-    Outcome { generation, conditions }
+    Outcome {
+        generation,
+        conditions,
+    }
 }
 
 fn not_accepted(generation: Option<i64>, accepted: &Problems) -> Outcome {
@@ -810,7 +902,10 @@ fn not_accepted(generation: Option<i64>, accepted: &Problems) -> Outcome {
         ],
         false,
     );
-    Outcome { generation, conditions }
+    Outcome {
+        generation,
+        conditions,
+    }
 }
 
 fn looks_like_pem(text: &str) -> bool {
@@ -822,14 +917,19 @@ fn looks_like_pem(text: &str) -> bool {
 pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
     let mut problems = Vec::new();
     if !host_tenant_ref_ok(&spec.tenant_ref) {
-        problems.push(format!("tenantRef {:?} is not a valid name", spec.tenant_ref));
+        problems.push(format!(
+            "tenantRef {:?} is not a valid name",
+            spec.tenant_ref
+        ));
     }
     if spec.hosts.is_empty() {
         problems.push("hosts must list at least one host".to_owned());
     }
     for h in &spec.hosts {
         if !host::is_valid_pattern(h) {
-            problems.push(format!("host {h:?} is not a valid lowercase host name or *.wildcard"));
+            problems.push(format!(
+                "host {h:?} is not a valid lowercase host name or *.wildcard"
+            ));
         }
     }
     if spec.backends.is_empty() {
@@ -842,10 +942,16 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
         }
         match (&b.service, &b.address) {
             (Some(_), Some(_)) | (None, None) => {
-                problems.push(format!("backend {:?}: set exactly one of service and address", b.name));
+                problems.push(format!(
+                    "backend {:?}: set exactly one of service and address",
+                    b.name
+                ));
             }
             (None, Some(address)) if !valid_address(address) => {
-                problems.push(format!("backend {:?}: address {address:?} is not host:port", b.name));
+                problems.push(format!(
+                    "backend {:?}: address {address:?} is not host:port",
+                    b.name
+                ));
             }
             _ => {}
         }
@@ -859,25 +965,37 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
         if let Some(path) = &rule.path
             && !path.value.starts_with('/')
         {
-            problems.push(format!("rules[{i}].path {:?} must start with /", path.value));
+            problems.push(format!(
+                "rules[{i}].path {:?} must start with /",
+                path.value
+            ));
         }
         for header in &rule.headers {
             if header.name.is_empty() || !header.name.bytes().all(is_token_byte) {
-                problems.push(format!("rules[{i}] header name {:?} is not a valid token", header.name));
+                problems.push(format!(
+                    "rules[{i}] header name {:?} is not a valid token",
+                    header.name
+                ));
             }
         }
     }
     if spec.algorithm == Algorithm::ConsistentHash {
         match &spec.hash_on {
             None => problems.push("hashOn is required with algorithm consistentHash".to_owned()),
-            Some(h) if h.source != HashSource::ClientIp && h.name.as_deref().is_none_or(str::is_empty) => {
+            Some(h)
+                if h.source != HashSource::ClientIp
+                    && h.name.as_deref().is_none_or(str::is_empty) =>
+            {
                 problems.push("hashOn.name is required for header and cookie".to_owned());
             }
             Some(_) => {}
         }
     }
     if let Some(hc) = &spec.health_check {
-        for (field, value) in [("healthCheck.interval", &hc.interval), ("healthCheck.timeout", &hc.timeout)] {
+        for (field, value) in [
+            ("healthCheck.interval", &hc.interval),
+            ("healthCheck.timeout", &hc.timeout),
+        ] {
             if let Err(e) = parse_millis(value) {
                 problems.push(format!("{field}: {e}"));
             }
@@ -890,12 +1008,18 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
         }
         for s in &hc.expected_statuses {
             if parse_status_range(s).is_none() {
-                problems.push(format!("healthCheck.expectedStatuses: {s:?} is not 200, 2xx or 200-399"));
+                problems.push(format!(
+                    "healthCheck.expectedStatuses: {s:?} is not 200, 2xx or 200-399"
+                ));
             }
         }
     }
     if let Some(t) = &spec.timeouts {
-        for (field, value) in [("timeouts.connect", &t.connect), ("timeouts.request", &t.request), ("timeouts.idle", &t.idle)] {
+        for (field, value) in [
+            ("timeouts.connect", &t.connect),
+            ("timeouts.request", &t.request),
+            ("timeouts.idle", &t.idle),
+        ] {
             if let Some(value) = value
                 && let Err(e) = parse_millis(value)
             {
@@ -930,7 +1054,10 @@ fn valid_address(address: &str) -> bool {
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         v6.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
-        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     };
     port_ok && host_ok
 }
@@ -940,7 +1067,10 @@ pub fn parse_status_range(text: &str) -> Option<StatusRange> {
     let status = |s: &str| s.parse::<u16>().ok().filter(|v| (100..=599).contains(v));
     if let Some(class) = text.strip_suffix("xx") {
         let c = class.parse::<u16>().ok().filter(|c| (1..=5).contains(c))?;
-        return Some(StatusRange { from: c * 100, to: c * 100 + 99 });
+        return Some(StatusRange {
+            from: c * 100,
+            to: c * 100 + 99,
+        });
     }
     if let Some((from, to)) = text.split_once('-') {
         let (from, to) = (status(from)?, status(to)?);
@@ -964,9 +1094,16 @@ fn compile_route(
             .position(|b| b.name == name)
             .and_then(|i| u32::try_from(i).ok())
     };
-    let all: Vec<u32> = (0..spec.backends.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+    let all: Vec<u32> = (0..spec.backends.len())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
     let rules = if spec.rules.is_empty() {
-        vec![RuleConfig { path: None, methods: Vec::new(), headers: Vec::new(), backends: all }]
+        vec![RuleConfig {
+            path: None,
+            methods: Vec::new(),
+            headers: Vec::new(),
+            backends: all,
+        }]
     } else {
         spec.rules
             .iter()
@@ -976,7 +1113,10 @@ fn compile_route(
                 headers: r
                     .headers
                     .iter()
-                    .map(|h| HeaderMatch { name: h.name.to_ascii_lowercase(), value: h.value.clone() })
+                    .map(|h| HeaderMatch {
+                        name: h.name.to_ascii_lowercase(),
+                        value: h.value.clone(),
+                    })
                     .collect(),
                 backends: if r.backends.is_empty() {
                     all.clone()
@@ -986,7 +1126,11 @@ fn compile_route(
             })
             .collect()
     };
-    let millis = |v: &Option<String>, default: u64| v.as_deref().and_then(|s| parse_millis(s).ok()).unwrap_or(default);
+    let millis = |v: &Option<String>, default: u64| {
+        v.as_deref()
+            .and_then(|s| parse_millis(s).ok())
+            .unwrap_or(default)
+    };
     let defaults = TimeoutsConfig::default();
     let timeouts = spec.timeouts.as_ref().map_or(defaults, |t| TimeoutsConfig {
         connect_ms: millis(&t.connect, defaults.connect_ms),
@@ -1002,13 +1146,19 @@ fn compile_route(
         expected_statuses: if hc.expected_statuses.is_empty() {
             vec![StatusRange { from: 200, to: 399 }]
         } else {
-            hc.expected_statuses.iter().filter_map(|s| parse_status_range(s)).collect()
+            hc.expected_statuses
+                .iter()
+                .filter_map(|s| parse_status_range(s))
+                .collect()
         },
     });
-    let retries = spec.retries.as_ref().map_or_else(RetriesConfig::default, |r| RetriesConfig {
-        attempts: r.attempts,
-        budget_percent: r.budget_percent,
-    });
+    let retries = spec
+        .retries
+        .as_ref()
+        .map_or_else(RetriesConfig::default, |r| RetriesConfig {
+            attempts: r.attempts,
+            budget_percent: r.budget_percent,
+        });
     let mut hosts = spec.hosts.clone();
     hosts.sort();
     hosts.dedup();
@@ -1022,7 +1172,13 @@ fn compile_route(
         backends,
         algorithm: spec.algorithm,
         hash_on: spec.hash_on.clone().map(|mut h| {
-            h.name = h.name.map(|n| if h.source == HashSource::Header { n.to_ascii_lowercase() } else { n });
+            h.name = h.name.map(|n| {
+                if h.source == HashSource::Header {
+                    n.to_ascii_lowercase()
+                } else {
+                    n
+                }
+            });
             h
         }),
         health_check,
@@ -1034,3 +1190,8 @@ fn compile_route(
         max_request_body_bytes: spec.max_request_body_bytes,
     }
 }
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;

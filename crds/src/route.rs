@@ -26,11 +26,32 @@ use crate::plan::WafLevel;
     derive = "PartialEq",
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef"),
     printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hosts"),
-    printcolumn(name = "Algorithm", type_ = "string", json_path = ".spec.algorithm", priority = 1),
-    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
-    printcolumn(name = "Programmed", type_ = "string", json_path = ".status.conditions[?(@.type==\"Programmed\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Algorithm",
+        type_ = "string",
+        json_path = ".spec.algorithm",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.backends.all(b, self.backends.exists_one(x, x.name == b.name))").message("backend names must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.rules) || self.rules.all(r, !has(r.backends) || r.backends.all(n, self.backends.exists(b, b.name == n)))").message("every backend a rule names must be listed in backends"))]
@@ -39,10 +60,19 @@ use crate::plan::WafLevel;
 pub struct RouteSpec {
     /// Name of the Tenant this Route belongs to. The Route's namespace must be
     /// one the Tenant lists, and its hosts must fall within the Tenant's domains.
-    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub tenant_ref: String,
     /// Hosts served by this Route: exact names or one-label wildcards (`*.acme.com`).
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 253), pattern(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     pub hosts: Vec<String>,
     /// Request matches and the backends each sends to. Without rules, every
     /// request for the hosts goes to all backends. Within a host the longest
@@ -128,7 +158,9 @@ pub enum PathMatchType {
 }
 
 /// An HTTP method.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[allow(clippy::upper_case_acronyms, missing_docs)]
 pub enum HttpMethod {
     GET,
@@ -184,7 +216,10 @@ pub struct Backend {
     pub service: Option<ServiceBackend>,
     /// A static `host:port` address (IP or DNS name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 261), pattern(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"))]
+    #[schemars(
+        length(min = 3, max = 261),
+        pattern(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+    )]
     pub address: Option<String>,
     /// Relative share of traffic for `weighted`; 0 sends nothing.
     #[serde(default = "default_weight")]
@@ -294,7 +329,10 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
     /// Statuses that count as passing: `200`, `2xx` or a range `200-399`. Default `200-399`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(pattern(r"^([1-5][0-9][0-9]|[1-5]xx|[1-5][0-9][0-9]-[1-5][0-9][0-9])$")))]
+    #[schemars(
+        length(max = 16),
+        inner(pattern(r"^([1-5][0-9][0-9]|[1-5]xx|[1-5][0-9][0-9]-[1-5][0-9][0-9])$"))
+    )]
     pub expected_statuses: Vec<String>,
 }
 

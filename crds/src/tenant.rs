@@ -24,16 +24,40 @@ use crate::condition::Condition;
     derive = "PartialEq",
     printcolumn(name = "Plan", type_ = "string", json_path = ".spec.planRef"),
     printcolumn(name = "Routes", type_ = "integer", json_path = ".status.usage.routes"),
-    printcolumn(name = "Domains", type_ = "integer", json_path = ".status.usage.domains"),
-    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspended", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Domains",
+        type_ = "integer",
+        json_path = ".status.usage.domains"
+    ),
+    printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspended",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
     /// Name of the cluster-scoped Plan this tenant is on.
-    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub plan_ref: String,
     /// Name shown in the console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,7 +67,13 @@ pub struct TenantSpec {
     /// wildcards (`*.acme.com`). A domain already claimed by an older tenant is
     /// not granted (reason HostConflict).
     #[serde(default)]
-    #[schemars(length(max = 10000), inner(length(min = 1, max = 253), pattern(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 10000),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     pub domains: Vec<String>,
     /// Namespaces whose Routes may attach to this tenant.
     #[serde(default)]
@@ -115,7 +145,9 @@ pub struct ClaimMappings {
 }
 
 /// A role within a tenant.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum TenantRole {
     /// Full control, including billing and users.

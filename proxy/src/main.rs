@@ -31,17 +31,33 @@ fn main() -> ExitCode {
     };
     let resolution = resolve(manifests.inputs());
     for (tenant, config) in &resolution.configs {
-        println!("tenant {tenant} (plan {}, {} routes)", config.plan.name, config.routes.len());
+        println!(
+            "tenant {tenant} (plan {}, {} routes)",
+            config.plan.name,
+            config.routes.len()
+        );
         for route in &config.routes {
-            println!("  route {} hosts {:?} algorithm {}", route.id, route.hosts, route.algorithm.as_str());
+            println!(
+                "  route {} hosts {:?} algorithm {}",
+                route.id,
+                route.hosts,
+                route.algorithm.as_str()
+            );
         }
     }
     let mut failed = false;
     for (key, outcome) in &resolution.routes {
-        if let Some(c) = outcome.condition(ConditionType::Accepted).filter(|c| c.status.as_str() != "True") {
+        if let Some(c) = outcome
+            .condition(ConditionType::Accepted)
+            .filter(|c| c.status.as_str() != "True")
+        {
             failed = true;
             eprintln!("route {key} not accepted: {}: {}", c.reason, c.message);
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -37,12 +37,18 @@ fn main() -> ExitCode {
                 drift = true;
             }
         } else {
-            if let Err(err) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+            if let Err(err) =
+                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text))
+            {
                 eprintln!("crdgen: writing {} failed: {err}", path.display());
                 return ExitCode::FAILURE;
             }
             println!("wrote {}", path.display());
         }
     }
-    if drift { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if drift {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
