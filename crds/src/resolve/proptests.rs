@@ -76,7 +76,7 @@ fn tenant_strategy(index: usize) -> impl Strategy<Value = Tenant> {
     (
         0..PLANS.len(),
         prop::collection::vec(0..DOMAINS.len(), 0..4),
-        prop::collection::vec(0..NAMESPACES.len(), 0..3),
+        prop::collection::vec(0..NAMESPACES.len(), 1..3),
         0i64..3,
     )
         .prop_map(move |(plan, domains, namespaces, created)| {
@@ -109,7 +109,7 @@ fn backend_strategy(index: usize) -> impl Strategy<Value = Backend> {
 fn route_strategy(index: usize) -> impl Strategy<Value = Route> {
     (
         0..NAMESPACES.len(),
-        0usize..6,
+        0usize..5,
         prop::collection::vec(0..HOSTS.len(), 1..3),
         prop::collection::vec(0usize..3, 1..4),
         0i64..3,
@@ -148,8 +148,8 @@ fn grant_strategy() -> impl Strategy<Value = ReferenceGrant> {
 
 fn world_strategy() -> impl Strategy<Value = World> {
     (
-        prop::collection::vec(any::<bool>(), 0..6),
-        prop::collection::vec(any::<bool>(), 0..10),
+        prop::collection::vec(any::<bool>(), 1..6),
+        prop::collection::vec(any::<bool>(), 0..12),
         prop::collection::vec(grant_strategy(), 0..3),
     )
         .prop_flat_map(|(tenants, routes, grants)| {
