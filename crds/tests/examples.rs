@@ -1,0 +1,218 @@
+//! The example manifests validate against the generated CRD schemas (JSON
+//! Schema and CEL rules, as the API server would check them) and resolve
+//! cleanly; the validator itself rejects broken objects.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use veloflux_crds::{ConditionType, Manifests, crdgen, resolve};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every YAML file under `examples/`, recursively.
+fn example_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo_root().join("examples"), &mut files);
+    files.sort();
+    files
+}
+
+/// The `openAPIV3Schema` of the VeloFlux CRD for `kind`.
+fn schema_for(kind: &str) -> Value {
+    let crd = crdgen::definitions()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .unwrap()
+        .open_api_v3_schema
+        .as_ref()
+        .unwrap();
+    serde_json::to_value(schema).unwrap()
+}
+
+/// Problems the API server would report for `doc`: JSON Schema then CEL.
+fn validate(doc: &Value) -> Vec<String> {
+    let kind = doc["kind"].as_str().unwrap();
+    let schema = schema_for(kind);
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .expect("CRD schema compiles");
+    let mut problems: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {}", e.instance_path(), e))
+        .collect();
+    if let Err(errors) = kube::core::cel::Validator::new().validate(&schema, doc, None) {
+        problems.extend(
+            errors
+                .into_vec()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message)),
+        );
+    }
+    problems
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_saphyr_docs(&text)
+}
+
+fn serde_saphyr_docs(text: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).unwrap();
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+#[test]
+fn every_example_validates_against_the_generated_crd_schemas() {
+    let mut checked = 0;
+    for path in example_files() {
+        for doc in documents(&path) {
+            if doc["apiVersion"] != "veloflux.io/v1alpha1" {
+                continue;
+            }
+            let problems = validate(&doc);
+            assert!(
+                problems.is_empty(),
+                "{}: {} {}: {problems:#?}",
+                path.display(),
+                doc["kind"],
+                doc["metadata"]["name"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} example objects found");
+}
+
+#[test]
+fn quickstart_covers_three_plans_two_tenants_every_algorithm_and_a_health_check() {
+    let manifests = Manifests::load_dir(&repo_root().join("examples/quickstart")).unwrap();
+    let plans: Vec<_> = manifests
+        .plans
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(plans, vec!["free", "pro", "enterprise"]);
+    assert_eq!(manifests.tenants.len(), 2);
+    let mut algorithms: Vec<_> = manifests
+        .routes
+        .iter()
+        .map(|r| r.spec.algorithm.as_str())
+        .collect();
+    algorithms.sort_unstable();
+    algorithms.dedup();
+    assert_eq!(
+        algorithms,
+        vec!["consistentHash", "leastConn", "roundRobin", "weighted"]
+    );
+    assert!(
+        manifests
+            .routes
+            .iter()
+            .any(|r| r.spec.health_check.is_some())
+    );
+}
+
+#[test]
+fn quickstart_resolves_with_every_object_accepted_and_ready() {
+    let manifests = Manifests::load_dir(&repo_root().join("examples/quickstart")).unwrap();
+    let resolution = resolve(manifests.inputs());
+    for (key, outcome) in &resolution.routes {
+        let ready = outcome.condition(ConditionType::Ready).unwrap();
+        assert!(
+            outcome.is_true(ConditionType::Ready),
+            "route {key}: {}: {}",
+            ready.reason,
+            ready.message
+        );
+    }
+    for (name, outcome) in &resolution.tenants {
+        assert!(
+            outcome.outcome.is_true(ConditionType::Ready),
+            "tenant {name}: {:?}",
+            outcome.outcome
+        );
+    }
+    assert_eq!(resolution.configs.len(), 2);
+    assert_eq!(resolution.configs["acme"].routes.len(), 3);
+    assert_eq!(resolution.configs["globex"].routes.len(), 1);
+}
+
+#[test]
+fn schema_and_cel_reject_broken_objects() {
+    let cases = [
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Plan", "metadata": {"name": "x"},
+                   "spec": {"limits": {"requestsPerMinute": 10, "burst": 20, "maxRoutes": 1, "maxBackendsPerRoute": 1, "maxDomains": 1}}}),
+            "burst must not exceed requestsPerMinute",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "x"},
+                   "spec": {"planRef": "pro", "domains": ["Not A Host"]}}),
+            "domains",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Route", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "hosts": ["a.com"],
+                            "backends": [{"name": "b", "address": "127.0.0.1:1", "service": {"name": "s", "port": 80}}]}}),
+            "set exactly one of service and address",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Route", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "hosts": ["a.com"], "algorithm": "consistentHash",
+                            "backends": [{"name": "b", "address": "127.0.0.1:1"}]}}),
+            "hashOn is required",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Route", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "hosts": ["a.com"], "rules": [{"backends": ["ghost"]}],
+                            "backends": [{"name": "b", "address": "127.0.0.1:1"}]}}),
+            "every backend a rule names",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Route", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "hosts": [], "backends": []}}),
+            "hosts",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "Route", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "hosts": ["a.com"], "algorithm": "random",
+                            "backends": [{"name": "b", "address": "127.0.0.1:1"}]}}),
+            "algorithm",
+        ),
+        (
+            json!({"apiVersion": "veloflux.io/v1alpha1", "kind": "DedicatedInstance", "metadata": {"name": "x", "namespace": "n"},
+                   "spec": {"tenantRef": "t", "autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targetCpuUtilizationPercentage": 50}}}),
+            "minReplicas must not exceed maxReplicas",
+        ),
+    ];
+    for (doc, expected) in cases {
+        let problems = validate(&doc);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{} should be rejected with {expected:?}, got {problems:#?}",
+            doc["kind"]
+        );
+    }
+}
