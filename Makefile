@@ -1,0 +1,42 @@
+# VeloFlux developer tasks. `make help` lists them.
+CARGO ?= cargo
+MANIFESTS ?= examples/quickstart
+
+.PHONY: help build test lint fmt crds crds-check run bench e2e ci
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+build: ## Build every crate (debug)
+	$(CARGO) build --workspace --all-targets
+
+test: ## Run the whole test suite (unit, property, integration)
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+crds: ## Regenerate manifests/crds/ from the Rust types
+	$(CARGO) run -q -p veloflux-crds --bin crdgen -- manifests/crds
+
+crds-check: ## Fail when manifests/crds/ differs from what the types generate
+	$(CARGO) run -q -p veloflux-crds --bin crdgen -- --check manifests/crds
+
+run: ## Run the standalone proxy on the quickstart manifests
+	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS)
+
+bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
+	@if [ -d bench ] && ls bench/*.sh >/dev/null 2>&1; then for b in bench/*.sh; do bash "$$b"; done; \
+	else echo "no benchmarks yet: they arrive with the proxy (docs/BENCHMARKS.md)"; fi
+
+e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG
+	@if [ -f e2e/run.sh ]; then bash e2e/run.sh; \
+	else echo "no e2e suite yet: it arrives with the operator (e2e/README.md)"; fi
+
+ci: ## What CI runs: lint, CRD drift check, tests
+	bash .ci/run
