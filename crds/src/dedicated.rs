@@ -170,5 +170,6 @@ pub struct DedicatedInstanceStatus {
     pub namespace: Option<String>,
     /// Standard conditions: `Accepted`, `Ready`.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

@@ -233,5 +233,6 @@ pub struct PlanStatus {
     pub tenants: u32,
     /// Standard conditions: `Ready`.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

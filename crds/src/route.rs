@@ -465,5 +465,6 @@ pub struct RouteStatus {
     pub observed_generation: Option<i64>,
     /// Standard conditions: `Accepted`, `ResolvedRefs`, `Programmed`, `Ready`.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

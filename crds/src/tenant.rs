@@ -211,6 +211,7 @@ pub struct TenantStatus {
     pub usage: Option<TenantUsage>,
     /// Standard conditions: `Accepted`, `Ready`.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

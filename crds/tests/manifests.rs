@@ -55,12 +55,23 @@ fn folder_loads_kinds_secrets_and_grants_and_skips_foreign_kinds() {
     .write("notes.txt", "not a manifest");
     let m = Manifests::load_dir(dir.path()).unwrap();
     assert_eq!(m.plans.len(), 1);
-    assert_eq!(m.routes[0].metadata.namespace.as_deref(), Some("default"), "namespace defaults as kubectl does");
+    assert_eq!(
+        m.routes[0].metadata.namespace.as_deref(),
+        Some("default"),
+        "namespace defaults as kubectl does"
+    );
     assert_eq!(m.grants.len(), 1);
     let tls = &m.secrets[&ObjectKey::new("acme", "tls")];
-    assert_eq!((tls.cert_pem.as_deref(), tls.key_pem.as_deref()), (Some("CERT"), Some("KEY")));
+    assert_eq!(
+        (tls.cert_pem.as_deref(), tls.key_pem.as_deref()),
+        (Some("CERT"), Some("KEY"))
+    );
     let b64 = &m.secrets[&ObjectKey::new("acme", "b64")];
-    assert_eq!(b64.cert_pem.as_deref(), Some("CERT"), "data is base64-decoded");
+    assert_eq!(
+        b64.cert_pem.as_deref(),
+        Some("CERT"),
+        "data is base64-decoded"
+    );
     assert_eq!(m.skipped, vec!["Application tenants"]);
 }
 
@@ -73,8 +84,14 @@ fn invalid_document_names_the_file_the_document_and_the_reason() {
     );
     let err = Manifests::load_dir(dir.path()).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, ManifestError::Invalid { index: 2, .. }), "{text}");
-    assert!(text.contains("routes.yaml") && text.contains("Route r") && text.contains("hosts"), "{text}");
+    assert!(
+        matches!(err, ManifestError::Invalid { index: 2, .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes.yaml") && text.contains("Route r") && text.contains("hosts"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -98,14 +115,23 @@ fn an_object_defined_twice_is_refused() {
 #[test]
 fn unknown_veloflux_kind_and_missing_name_are_refused() {
     let dir = TempDir::new("kind");
-    dir.write("a.yaml", "apiVersion: veloflux.io/v1alpha1\nkind: Gateway\nmetadata: {name: g}\n");
+    dir.write(
+        "a.yaml",
+        "apiVersion: veloflux.io/v1alpha1\nkind: Gateway\nmetadata: {name: g}\n",
+    );
     let err = Manifests::load_dir(dir.path()).unwrap_err();
     assert!(err.to_string().contains("unknown VeloFlux kind"), "{err}");
 
     let dir = TempDir::new("noname");
-    dir.write("a.yaml", "apiVersion: veloflux.io/v1alpha1\nkind: Plan\nmetadata: {}\nspec: {}\n");
+    dir.write(
+        "a.yaml",
+        "apiVersion: veloflux.io/v1alpha1\nkind: Plan\nmetadata: {}\nspec: {}\n",
+    );
     let err = Manifests::load_dir(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("metadata.name is required"), "{err}");
+    assert!(
+        err.to_string().contains("metadata.name is required"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use veloflux_crds::{ConditionType, Manifests, resolve};
+use veloflux_crds::{ConditionStatus, ConditionType, Manifests, resolve};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     for (key, outcome) in &resolution.routes {
         if let Some(c) = outcome
             .condition(ConditionType::Accepted)
-            .filter(|c| c.status.as_str() != "True")
+            .filter(|c| c.status != ConditionStatus::True)
         {
             failed = true;
             eprintln!("route {key} not accepted: {}: {}", c.reason, c.message);
