@@ -12,7 +12,7 @@ build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
 test: ## Run the whole test suite (unit, property, integration) and print the totals
-	@set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 \
+	@set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast 2>&1 \
 	  | awk '{ print } /^test result:/ { p += $$4; f += $$6 } END { printf "\n%d passed, %d failed\n", p, f }'
 
 lint: ## rustfmt check and clippy with warnings as errors

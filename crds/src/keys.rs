@@ -222,8 +222,14 @@ mod tests {
             cluster_slot("{user1000}.following"),
             cluster_slot("{user1000}.followers")
         );
-        assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
-        assert_eq!(cluster_slot("{}foo"), crc16_xmodem(b"{}foo") % 16384);
+        // An empty tag hashes the whole key; only the first `{...}` counts.
+        assert_eq!(
+            cluster_slot("foo{}{bar}"),
+            crc16_xmodem(b"foo{}{bar}") % 16384
+        );
+        assert_eq!(cluster_slot("foo{{bar}}zap"), crc16_xmodem(b"{bar") % 16384);
+        assert_eq!(cluster_slot("foo{bar}{zap}"), crc16_xmodem(b"bar") % 16384);
+        assert_ne!(cluster_slot("foo{}{bar}"), cluster_slot("bar"));
     }
 
     #[test]

@@ -21,6 +21,9 @@ use crate::resolve::{Endpoint, Inputs, ObjectKey, ServiceKey, TlsSecret};
 use crate::route::Route;
 use crate::tenant::Tenant;
 
+/// The only Secret type read: `tls.crt` and `tls.key`.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
 /// Namespace given to namespaced objects that name none, as `kubectl` does.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -233,10 +236,20 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+                self.check_unique(path, &kind, &ObjectKey::of(&grant.metadata), |m| {
+                    m.grants
+                        .iter()
+                        .map(|g| ObjectKey::of(&g.metadata))
+                        .collect()
+                })?;
                 self.grants.push(grant);
             }
             ("v1", "Secret") => {
                 let secret: Secret = typed(doc, &invalid)?;
+                if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
+                    self.skipped.push(format!("{kind} {name}"));
+                    return Ok(());
+                }
                 let key = ObjectKey::new(
                     secret
                         .metadata

@@ -186,6 +186,11 @@ pub struct PlanFeatures {
     /// Tenants may sign in through their own OIDC provider.
     #[serde(default)]
     pub oidc: bool,
+    /// Routes may name static `host:port` backends. A static address is not
+    /// confined to the tenant's namespaces the way Service backends are, so
+    /// grant this only to trusted tenants (or for the standalone proxy).
+    #[serde(default)]
+    pub static_backends: bool,
 }
 
 /// What happens when a tenant passes its monthly quota.

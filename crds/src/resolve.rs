@@ -239,21 +239,55 @@ impl Problems {
                 type_,
                 status: ConditionStatus::True,
                 reason: ok.0,
-                message: ok.1.to_owned(),
+                message: capped(ok.1.to_owned()),
             },
             Some((reason, _)) => ConditionOutcome {
                 type_,
                 status: ConditionStatus::False,
                 reason: *reason,
-                message: self
-                    .0
-                    .iter()
-                    .map(|(_, m)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                message: capped(
+                    self.0
+                        .iter()
+                        .map(|(_, m)| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             },
         }
     }
+}
+
+/// Longest condition message written; the CRD allows 32768 and a status
+/// carries several conditions.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// `message`, cut at [`MAX_MESSAGE_LEN`] on a character boundary.
+fn capped(mut message: String) -> String {
+    const MARK: &str = " … (truncated)";
+    if message.len() > MAX_MESSAGE_LEN {
+        let mut cut = MAX_MESSAGE_LEN - MARK.len();
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(MARK);
+    }
+    message
+}
+
+/// A list for a message: the first few items and how many more there are.
+fn list(items: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
 }
 
 /// `Ready` as the summary of the other conditions: `True` when all are, else
@@ -301,13 +335,34 @@ fn age_key(meta: &ObjectMeta) -> (Option<&Time>, &str, &str) {
     )
 }
 
-/// Sorted oldest first, one object per key (names are unique in a cluster;
-/// the manifest loader refuses duplicates).
-fn oldest_first<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
-    let mut sorted: Vec<&T> = items.iter().collect();
+/// Sorted oldest first, one object per key. Names are unique in a cluster and
+/// the manifest loader refuses duplicates; should a caller pass two objects
+/// with one key anyway, the older wins, and between equally old ones the
+/// smaller JSON text, so the choice never depends on input order.
+fn oldest_first<T: serde::Serialize>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
+    let mut by_key: BTreeMap<ObjectKey, &T> = BTreeMap::new();
+    for item in items {
+        match by_key.entry(ObjectKey::of(meta(item))) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(item);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                let current = *slot.get();
+                let order = age_key(meta(item))
+                    .0
+                    .cmp(&age_key(meta(current)).0)
+                    .then_with(|| {
+                        let text = |x: &T| serde_json::to_string(x).unwrap_or_default();
+                        text(item).cmp(&text(current))
+                    });
+                if order.is_lt() {
+                    slot.insert(item);
+                }
+            }
+        }
+    }
+    let mut sorted: Vec<&T> = by_key.into_values().collect();
     sorted.sort_by(|a, b| age_key(meta(a)).cmp(&age_key(meta(b))));
-    let mut seen = BTreeSet::new();
-    sorted.retain(|item| seen.insert(ObjectKey::of(meta(item))));
     sorted
 }
 
@@ -446,52 +501,53 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
                 Some(*plan)
             }
         };
+        // Domains are claimed even when the plan is missing or invalid, so a
+        // bad plan edit never hands a tenant's domains to a younger tenant.
+        // Without a plan there is no quota to apply.
+        let max = plan.map_or(usize::MAX, |p| p.spec.limits.max_domains as usize);
         let mut granted: Vec<&str> = Vec::new();
-        if let Some(plan) = plan {
-            let max = plan.spec.limits.max_domains as usize;
-            let mut over_quota = Vec::new();
-            let mut conflicting = Vec::new();
-            let mut invalid = Vec::new();
-            for domain in &tenant.spec.domains {
-                let domain = domain.as_str();
-                if granted.contains(&domain) {
-                    continue;
-                }
-                if !host::is_valid_pattern(domain) {
-                    invalid.push(domain);
-                } else if claims.conflicts(name, domain) {
-                    conflicting.push(domain);
-                } else if granted.len() >= max {
-                    over_quota.push(domain);
-                } else {
-                    claims.claim(name, domain);
-                    granted.push(domain);
-                }
+        let mut over_quota = Vec::new();
+        let mut conflicting = Vec::new();
+        let mut invalid = Vec::new();
+        for domain in &tenant.spec.domains {
+            let domain = domain.as_str();
+            if granted.contains(&domain) {
+                continue;
             }
-            if !invalid.is_empty() {
-                problems.push(
-                    Reason::Invalid,
-                    format!("invalid domains: {}", invalid.join(", ")),
-                );
+            if !host::is_valid_pattern(domain) {
+                invalid.push(domain);
+            } else if claims.conflicts(name, domain) {
+                conflicting.push(domain);
+            } else if granted.len() >= max {
+                over_quota.push(domain);
+            } else {
+                claims.claim(name, domain);
+                granted.push(domain);
             }
-            if !conflicting.is_empty() {
-                problems.push(
-                    Reason::HostConflict,
-                    format!(
-                        "domains already claimed by another tenant: {}",
-                        conflicting.join(", ")
-                    ),
-                );
-            }
-            if !over_quota.is_empty() {
-                problems.push(
-                    Reason::QuotaExceeded,
-                    format!(
-                        "plan {plan_ref:?} allows {max} domains; not granted: {}",
-                        over_quota.join(", ")
-                    ),
-                );
-            }
+        }
+        if !invalid.is_empty() {
+            problems.push(
+                Reason::Invalid,
+                format!("invalid domains: {}", list(&invalid)),
+            );
+        }
+        if !conflicting.is_empty() {
+            problems.push(
+                Reason::HostConflict,
+                format!(
+                    "domains already claimed by another tenant: {}",
+                    list(&conflicting)
+                ),
+            );
+        }
+        if !over_quota.is_empty() {
+            problems.push(
+                Reason::QuotaExceeded,
+                format!(
+                    "plan {plan_ref:?} allows {max} domains; not granted: {}",
+                    list(&over_quota)
+                ),
+            );
         }
         states.insert(
             name,
@@ -713,6 +769,12 @@ fn resolve_route(
             ),
         );
     }
+    if spec.backends.iter().any(|b| b.address.is_some()) && !plan.spec.features.static_backends {
+        accepted.push(
+            Reason::FeatureNotInPlan,
+            format!("plan {plan_name:?} does not include static address backends; use a Service"),
+        );
+    }
     if spec.tls.is_some() && !plan.spec.features.custom_tls {
         accepted.push(
             Reason::FeatureNotInPlan,
@@ -925,6 +987,22 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
     if spec.hosts.is_empty() {
         problems.push("hosts must list at least one host".to_owned());
     }
+    for (field, len, max) in [
+        ("hosts", spec.hosts.len(), MAX_HOSTS),
+        ("backends", spec.backends.len(), MAX_BACKENDS),
+        ("rules", spec.rules.len(), MAX_RULES),
+    ] {
+        if len > max {
+            problems.push(format!(
+                "{field} lists {len} items; at most {max} are allowed"
+            ));
+        }
+    }
+    if let Some(r) = &spec.retries
+        && (r.attempts > 5 || r.budget_percent > 100)
+    {
+        problems.push("retries.attempts must be 0-5 and retries.budgetPercent 0-100".to_owned());
+    }
     for h in &spec.hosts {
         if !host::is_valid_pattern(h) {
             problems.push(format!(
@@ -939,6 +1017,12 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
     for b in &spec.backends {
         if !names.insert(b.name.as_str()) {
             problems.push(format!("backend name {:?} is used twice", b.name));
+        }
+        if b.weight > 1000 {
+            problems.push(format!(
+                "backend {:?}: weight {} exceeds 1000",
+                b.name, b.weight
+            ));
         }
         match (&b.service, &b.address) {
             (Some(_), Some(_)) | (None, None) => {
@@ -963,10 +1047,10 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
             }
         }
         if let Some(path) = &rule.path
-            && !path.value.starts_with('/')
+            && !is_valid_path(&path.value, false)
         {
             problems.push(format!(
-                "rules[{i}].path {:?} must start with /",
+                "rules[{i}].path {:?} must start with / and hold no whitespace, control characters, ? or #",
                 path.value
             ));
         }
@@ -1000,8 +1084,11 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
                 problems.push(format!("{field}: {e}"));
             }
         }
-        if !hc.path.starts_with('/') {
-            problems.push(format!("healthCheck.path {:?} must start with /", hc.path));
+        if !is_valid_path(&hc.path, true) {
+            problems.push(format!(
+                "healthCheck.path {:?} must start with / and hold no whitespace, control characters or #",
+                hc.path
+            ));
         }
         if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
             problems.push("healthCheck thresholds must be at least 1".to_owned());
@@ -1036,6 +1123,22 @@ pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Most hosts, backends and rules a Route may list (as the CRD schema says).
+const MAX_HOSTS: usize = 64;
+const MAX_BACKENDS: usize = 64;
+const MAX_RULES: usize = 64;
+
+/// A request path as a rule or health check may name it: starts with `/`, at
+/// most 1024 bytes, no whitespace or control characters, no fragment, and a
+/// query only where `query_allowed` (health checks).
+fn is_valid_path(path: &str, query_allowed: bool) -> bool {
+    path.starts_with('/')
+        && path.len() <= 1024
+        && !path.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || c == '#' || (c == '?' && !query_allowed)
+        })
 }
 
 fn host_tenant_ref_ok(name: &str) -> bool {

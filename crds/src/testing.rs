@@ -33,7 +33,8 @@ pub fn at(seconds: i64) -> Time {
 }
 
 impl Plan {
-    /// A plan allowing 10 routes, 4 backends per route, 5 domains, 600 rpm.
+    /// A plan allowing 10 routes, 4 backends per route, 5 domains, 600 rpm,
+    /// and static address backends.
     pub fn test(name: &str) -> Self {
         Plan {
             metadata: meta(None, name),
@@ -52,7 +53,10 @@ impl Plan {
                 waf: PlanWaf {
                     level: WafLevel::Off,
                 },
-                features: PlanFeatures::default(),
+                features: PlanFeatures {
+                    static_backends: true,
+                    ..PlanFeatures::default()
+                },
                 overage_policy: OveragePolicy::Log,
                 billing: None,
             },
@@ -82,6 +86,10 @@ impl Plan {
     }
     pub fn with_custom_tls(mut self) -> Self {
         self.spec.features.custom_tls = true;
+        self
+    }
+    pub fn without_static_backends(mut self) -> Self {
+        self.spec.features.static_backends = false;
         self
     }
     pub fn with_dedicated_instances(mut self) -> Self {

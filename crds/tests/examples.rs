@@ -216,3 +216,23 @@ fn schema_and_cel_reject_broken_objects() {
         );
     }
 }
+
+#[test]
+fn dedicated_example_is_accepted_on_the_enterprise_plan() {
+    let root = repo_root();
+    let mut manifests = Manifests::load_dir(&root.join("examples/quickstart")).unwrap();
+    let path = root.join("examples/dedicated/instance.yaml");
+    manifests
+        .add_yaml(&path, &std::fs::read_to_string(&path).unwrap())
+        .unwrap();
+    let resolution = resolve(manifests.inputs());
+    assert_eq!(resolution.dedicated.len(), 1);
+    for (key, outcome) in &resolution.dedicated {
+        assert!(outcome.is_true(ConditionType::Ready), "{key}: {outcome:?}");
+    }
+    assert!(
+        resolution.tenants["initech"]
+            .outcome
+            .is_true(ConditionType::Ready)
+    );
+}

@@ -42,7 +42,8 @@ fn folder_loads_kinds_secrets_and_grants_and_skips_foreign_kinds() {
         "b.yml",
         "---\napiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: acme}\ntype: kubernetes.io/tls\n\
          stringData: {tls.crt: CERT, tls.key: KEY}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {name: b64, namespace: acme}\ndata: {tls.crt: Q0VSVA==}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: b64, namespace: acme}\ntype: kubernetes.io/tls\ndata: {tls.crt: Q0VSVA==}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: acme}\nstringData: {password: hunter2}\n---\n\
          apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: shared}\n\
          spec: {from: [{group: veloflux.io, kind: Route, namespace: acme}], to: [{group: '', kind: Service}]}\n---\n\
          apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: tenants}\n---\n",
@@ -72,7 +73,11 @@ fn folder_loads_kinds_secrets_and_grants_and_skips_foreign_kinds() {
         Some("CERT"),
         "data is base64-decoded"
     );
-    assert_eq!(m.skipped, vec!["Application tenants"]);
+    assert!(
+        !m.secrets.contains_key(&ObjectKey::new("acme", "creds")),
+        "only kubernetes.io/tls Secrets are read"
+    );
+    assert_eq!(m.skipped, vec!["Secret creds", "Application tenants"]);
 }
 
 #[test]

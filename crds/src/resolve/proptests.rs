@@ -235,17 +235,34 @@ proptest! {
         let r = world.resolve();
         for config in r.configs.values() {
             for route in &config.routes {
-                for backend in &route.backends {
-                    let Some(service) = &backend.service else { continue };
-                    let (namespace, rest) = service.split_once('/').unwrap();
-                    let name = rest.split_once(':').unwrap().0;
-                    if namespace != route.namespace && !backend.endpoints.is_empty() {
-                        let granted = world.grants.iter().any(|g| {
+                // Judge from the Route as written, not from labels resolve produced.
+                let spec = world
+                    .routes
+                    .iter()
+                    .find(|x| x.metadata.namespace.as_deref() == Some(route.namespace.as_str())
+                        && x.metadata.name.as_deref() == Some(route.name.as_str()))
+                    .unwrap();
+                prop_assert_eq!(spec.spec.backends.len(), route.backends.len());
+                for (written, compiled) in spec.spec.backends.iter().zip(&route.backends) {
+                    let Some(svc) = &written.service else {
+                        let address = written.address.clone().unwrap();
+                        prop_assert_eq!(compiled.endpoints.iter().map(|e| e.address.clone()).collect::<Vec<_>>(), vec![address]);
+                        continue;
+                    };
+                    let namespace = svc.namespace.as_deref().unwrap_or(&route.namespace);
+                    let granted = namespace == route.namespace
+                        || world.grants.iter().any(|g| {
                             g.metadata.namespace.as_deref() == Some(namespace)
-                                && g.permits_route_to_service(&route.namespace, name)
+                                && g.permits_route_to_service(&route.namespace, &svc.name)
                         });
-                        prop_assert!(granted, "{} reaches {} without a grant", route.id, service);
-                    }
+                    let expected: Vec<String> = if granted {
+                        let key = ServiceKey { namespace: namespace.to_owned(), name: svc.name.clone(), port: svc.port };
+                        world.services[&key].iter().map(|e| e.address.clone()).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let got: Vec<String> = compiled.endpoints.iter().map(|e| e.address.clone()).collect();
+                    prop_assert_eq!(got, expected, "{} backend {} (Service {}/{})", route.id, written.name, namespace, svc.name);
                 }
             }
         }

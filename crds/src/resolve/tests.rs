@@ -135,10 +135,6 @@ fn tenant_on_a_missing_plan_gets_plan_not_found_and_no_config() {
         Some(Reason::PlanNotFound)
     );
     assert!(tenant.usage.is_none());
-    assert!(
-        tenant.domains.is_empty(),
-        "a tenant without a plan claims no domains"
-    );
     assert!(!r.configs.contains_key("globex"));
     assert_eq!(accepted_reason(&r, "globex", "web"), Reason::PlanNotFound);
 }
@@ -786,5 +782,112 @@ fn status_ranges_parse_from_codes_classes_and_ranges() {
     );
     for bad in ["99", "600", "6xx", "300-200", "abc"] {
         assert_eq!(parse_status_range(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn a_broken_plan_never_hands_a_tenants_domains_to_a_younger_tenant() {
+    let mut w = acme_world();
+    w.tenants[0] = w.tenants[0].clone().created(100);
+    w.tenants.push(
+        Tenant::test("late", "pro")
+            .with_domains(&["acme.com"])
+            .created(200),
+    );
+    w.tenants[0].spec.plan_ref = "deleted".into();
+    let r = w.resolve();
+    assert_eq!(
+        r.tenants["acme"].domains,
+        vec!["acme.com", "*.acme.com"],
+        "claims survive a missing plan"
+    );
+    assert_eq!(
+        r.tenants["late"].outcome.reason(ConditionType::Accepted),
+        Some(Reason::HostConflict)
+    );
+    assert!(r.tenants["late"].domains.is_empty());
+}
+
+#[test]
+fn static_address_backends_need_the_plan_feature() {
+    let mut w = acme_world();
+    w.plans[0] = Plan::test("pro").without_static_backends();
+    w.services.insert(
+        ServiceKey {
+            namespace: "acme".into(),
+            name: "web".into(),
+            port: 80,
+        },
+        vec![Endpoint {
+            address: "10.0.0.1:8080".into(),
+            serving: true,
+            terminating: false,
+        }],
+    );
+    w.routes
+        .push(Route::test("acme", "static", "acme", "a.acme.com"));
+    w.routes
+        .push(Route::test("acme", "svc", "acme", "b.acme.com").with_service(None, "web", 80));
+    let r = w.resolve();
+    assert_eq!(
+        accepted_reason(&r, "acme", "static"),
+        Reason::FeatureNotInPlan
+    );
+    assert_eq!(accepted_reason(&r, "acme", "svc"), Reason::Accepted);
+}
+
+#[test]
+fn long_problem_lists_are_capped_to_fit_a_condition_message() {
+    let mut w = acme_world();
+    w.plans[0] = Plan::test("pro").with_max_domains(1);
+    let domains: Vec<String> = (0..2000)
+        .map(|i| format!("d{i}-{}.example.com", "x".repeat(40)))
+        .collect();
+    w.tenants[0].spec.domains = domains;
+    let r = w.resolve();
+    let c = r.tenants["acme"]
+        .outcome
+        .condition(ConditionType::Accepted)
+        .unwrap()
+        .clone();
+    assert_eq!(c.reason, Reason::QuotaExceeded);
+    assert!(
+        c.message.len() <= MAX_MESSAGE_LEN,
+        "{} bytes",
+        c.message.len()
+    );
+    assert!(c.message.contains("and 1989 more"), "{}", c.message);
+}
+
+#[test]
+fn duplicate_objects_resolve_the_same_whatever_their_order() {
+    let mut w = acme_world();
+    let a = Route::test("acme", "web", "acme", "a.acme.com");
+    let b = Route::test("acme", "web", "acme", "b.acme.com");
+    w.routes = vec![a.clone(), b.clone()];
+    let first = w.resolve();
+    w.routes = vec![b, a];
+    assert_eq!(first, w.resolve());
+    assert_eq!(first.configs["acme"].routes.len(), 1);
+}
+
+#[test]
+fn paths_with_whitespace_queries_or_fragments_are_invalid() {
+    for bad in ["/a b", "/a?x=1", "/a#top", "/a\r\nX: y", "relative"] {
+        let mut w = acme_world();
+        let mut route = Route::test("acme", "web", "acme", "a.acme.com");
+        route.spec.rules.push(crate::route::RouteRule {
+            path: Some(crate::route::PathMatch {
+                type_: crate::route::PathMatchType::Prefix,
+                value: bad.into(),
+            }),
+            ..Default::default()
+        });
+        w.routes.push(route);
+        assert_eq!(
+            accepted_reason(&w.resolve(), "acme", "web"),
+            Reason::Invalid,
+            "{bad:?}"
+        );
     }
 }
