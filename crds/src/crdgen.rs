@@ -19,6 +19,19 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
     ]
 }
 
+/// The `openAPIV3Schema` of a CRD's first version, as JSON.
+pub fn schema(crd: &CustomResourceDefinition) -> Option<serde_json::Value> {
+    let schema = crd
+        .spec
+        .versions
+        .first()?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    serde_json::to_value(schema).ok()
+}
+
 /// Each CRD as `(file name, YAML text)`, in a stable order.
 pub fn rendered() -> Result<Vec<(String, String)>, serde_saphyr::SerializeError> {
     definitions()

@@ -108,6 +108,11 @@ impl Manifests {
         }
     }
 
+    /// Resolves these manifests.
+    pub fn resolve(&self) -> crate::resolve::Resolution {
+        crate::resolve::resolve(self.inputs())
+    }
+
     /// Reads every `*.yaml` / `*.yml` file directly in `dir`, in name order.
     pub fn load_dir(dir: &Path) -> Result<Self, ManifestError> {
         let io = |source| ManifestError::Io {

@@ -52,16 +52,7 @@ fn every_crd_has_status_printer_columns_short_names_and_the_veloflux_category() 
         let columns = version.additional_printer_columns.as_ref().unwrap();
         assert!(columns.len() >= 4, "{kind}");
         assert!(columns.iter().any(|c| c.name == "Age"), "{kind}");
-        let schema = serde_json::to_value(
-            version
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
+        let schema = crdgen::schema(&crd).unwrap();
         let status = &schema["properties"]["status"]["properties"];
         assert!(status["observedGeneration"].is_object(), "{kind}");
         let condition = &status["conditions"]["items"]["properties"];
@@ -111,16 +102,7 @@ fn dedicated_instance_has_the_scale_subresource() {
 #[test]
 fn field_docs_reach_kubectl_explain() {
     for crd in crdgen::definitions() {
-        let schema = serde_json::to_value(
-            crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
+        let schema = crdgen::schema(&crd).unwrap();
         let spec = &schema["properties"]["spec"];
         assert!(
             spec["description"].as_str().is_some_and(|d| !d.is_empty()),

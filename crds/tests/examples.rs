@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use veloflux_crds::{ConditionType, Manifests, crdgen, resolve};
+use veloflux_crds::{ConditionType, Manifests, crdgen};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,14 +40,7 @@ fn schema_for(kind: &str) -> Value {
         .into_iter()
         .find(|c| c.spec.names.kind == kind)
         .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .unwrap()
-        .open_api_v3_schema
-        .as_ref()
-        .unwrap();
-    serde_json::to_value(schema).unwrap()
+    crdgen::schema(&crd).unwrap()
 }
 
 /// Problems the API server would report for `doc`: JSON Schema then CEL.
@@ -137,7 +130,7 @@ fn quickstart_covers_three_plans_two_tenants_every_algorithm_and_a_health_check(
 #[test]
 fn quickstart_resolves_with_every_object_accepted_and_ready() {
     let manifests = Manifests::load_dir(&repo_root().join("examples/quickstart")).unwrap();
-    let resolution = resolve(manifests.inputs());
+    let resolution = manifests.resolve();
     for (key, outcome) in &resolution.routes {
         let ready = outcome.condition(ConditionType::Ready).unwrap();
         assert!(
@@ -225,7 +218,7 @@ fn dedicated_example_is_accepted_on_the_enterprise_plan() {
     manifests
         .add_yaml(&path, &std::fs::read_to_string(&path).unwrap())
         .unwrap();
-    let resolution = resolve(manifests.inputs());
+    let resolution = manifests.resolve();
     assert_eq!(resolution.dedicated.len(), 1);
     for (key, outcome) in &resolution.dedicated {
         assert!(outcome.is_true(ConditionType::Ready), "{key}: {outcome:?}");

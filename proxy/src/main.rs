@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use veloflux_crds::{ConditionStatus, ConditionType, Manifests, resolve};
+use veloflux_crds::{ConditionStatus, ConditionType, Manifests};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let resolution = resolve(manifests.inputs());
+    let resolution = manifests.resolve();
     for (tenant, config) in &resolution.configs {
         println!(
             "tenant {tenant} (plan {}, {} routes)",

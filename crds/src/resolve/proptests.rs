@@ -20,50 +20,29 @@ const HOSTS: &[&str] = &[
 const NAMESPACES: &[&str] = &["n0", "n1", "n2", "n3"];
 const PLANS: &[&str] = &["small", "large", "missing"];
 
-#[derive(Clone, Debug)]
-struct World {
-    plans: Vec<Plan>,
-    tenants: Vec<Tenant>,
-    routes: Vec<Route>,
-    grants: Vec<ReferenceGrant>,
-    services: BTreeMap<ServiceKey, Vec<Endpoint>>,
-}
+type World = crate::manifest::Manifests;
 
-impl World {
-    fn resolve(&self) -> Resolution {
-        resolve(Inputs {
-            plans: &self.plans,
-            tenants: &self.tenants,
-            routes: &self.routes,
-            dedicated: &[],
-            grants: &self.grants,
-            services: Some(&self.services),
-            secrets: None,
-        })
-    }
-
-    /// The same world with every list in another order.
-    fn shuffled(&self, seed: u64) -> Self {
-        let mut w = self.clone();
-        let mut state = seed | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        fn shuffle<T>(v: &mut [T], next: &mut impl FnMut() -> u64) {
-            for i in (1..v.len()).rev() {
-                let j = (next() % (i as u64 + 1)) as usize;
-                v.swap(i, j);
-            }
+/// The same world with every list in another order.
+fn shuffled(world: &World, seed: u64) -> World {
+    let mut w = world.clone();
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    fn shuffle<T>(v: &mut [T], next: &mut impl FnMut() -> u64) {
+        for i in (1..v.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
         }
-        shuffle(&mut w.plans, &mut next);
-        shuffle(&mut w.tenants, &mut next);
-        shuffle(&mut w.routes, &mut next);
-        shuffle(&mut w.grants, &mut next);
-        w
     }
+    shuffle(&mut w.plans, &mut next);
+    shuffle(&mut w.tenants, &mut next);
+    shuffle(&mut w.routes, &mut next);
+    shuffle(&mut w.grants, &mut next);
+    w
 }
 
 fn pick<'a>(pool: &'a [&'a str], picks: &[usize]) -> Vec<&'a str> {
@@ -190,6 +169,7 @@ fn world_strategy() -> impl Strategy<Value = World> {
                 routes,
                 grants,
                 services,
+                ..World::default()
             }
         })
 }
@@ -199,7 +179,7 @@ proptest! {
 
     #[test]
     fn resolution_is_independent_of_input_order(world in world_strategy(), seed in any::<u64>()) {
-        prop_assert_eq!(world.resolve(), world.shuffled(seed).resolve());
+        prop_assert_eq!(world.resolve(), shuffled(&world, seed).resolve());
     }
 
     #[test]

@@ -1,36 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::config::TenantConfig;
 use crate::plan::WafLevel;
 
 /// Owned inputs for one test.
-#[derive(Default)]
-struct World {
-    plans: Vec<Plan>,
-    tenants: Vec<Tenant>,
-    routes: Vec<Route>,
-    dedicated: Vec<DedicatedInstance>,
-    grants: Vec<ReferenceGrant>,
-    services: BTreeMap<ServiceKey, Vec<Endpoint>>,
-    secrets: BTreeMap<ObjectKey, TlsSecret>,
-}
-
-impl World {
-    fn resolve(&self) -> Resolution {
-        resolve(Inputs {
-            plans: &self.plans,
-            tenants: &self.tenants,
-            routes: &self.routes,
-            dedicated: &self.dedicated,
-            grants: &self.grants,
-            services: Some(&self.services),
-            secrets: Some(&self.secrets),
-        })
-    }
-}
+type World = crate::manifest::Manifests;
 
 fn acme_world() -> World {
     World {
