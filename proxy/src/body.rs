@@ -1,0 +1,176 @@
+//! Body types of the request path. Bodies stream frame by frame, never
+//! buffered whole; these wrappers count bytes for metrics and enforce the
+//! route's request-body limit without boxing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+
+/// Error type of proxied bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body grew past the route's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    /// The limit.
+    pub limit: u64,
+}
+
+/// A request body on its way upstream.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// No body (also what health checks send).
+    Empty,
+    /// The client's body, counted and limited.
+    Stream {
+        /// The client's body.
+        inner: Incoming,
+        /// Bytes seen so far.
+        seen: u64,
+        /// Largest body allowed.
+        limit: u64,
+        /// Counter of request bytes.
+        counter: Option<Counter>,
+    },
+}
+
+impl RequestBody {
+    /// Wraps a client body.
+    pub fn stream(inner: Incoming, limit: Option<u64>, counter: Option<Counter>) -> Self {
+        Self::Stream {
+            inner,
+            seen: 0,
+            limit: limit.unwrap_or(u64::MAX),
+            counter,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Stream {
+                inner,
+                seen,
+                limit,
+                counter,
+            } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let len = data.len() as u64;
+                        *seen += len;
+                        if let Some(c) = counter {
+                            c.inc_by(len);
+                        }
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                                limit: *limit,
+                            }))));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// A response the proxy made itself.
+    Local(Full<Bytes>),
+    /// The upstream's body, counted.
+    Upstream {
+        /// The upstream's body.
+        inner: Incoming,
+        /// Counter of response bytes.
+        counter: Counter,
+    },
+}
+
+impl ResponseBody {
+    /// A local body.
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        Self::Local(Full::new(bytes.into()))
+    }
+
+    /// An empty local body.
+    pub fn empty() -> Self {
+        Self::Local(Full::new(Bytes::new()))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Local(full) => match Pin::new(full).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            Self::Upstream { inner, counter } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        counter.inc_by(data.len() as u64);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Local(full) => full.is_end_stream(),
+            Self::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Local(full) => full.size_hint(),
+            Self::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Prometheus metrics. Names are defined once here. Per-request series carry
+//! `tenant` (and `route`) labels; their handles are resolved when a snapshot
+//! is built, so the request path only bumps atomics. Label cardinality is
+//! capped: past `max_tenants` distinct tenants, new tenants share the tenant
+//! label `other`, and the number folded is itself exported.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Tenant label used once the cap is reached.
+pub const OTHER_TENANT: &str = "other";
+
+/// Labels of per-route request series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Tenant id (or `other`).
+    pub tenant: String,
+    /// `namespace/name` of the route.
+    pub route: String,
+    /// Status class: `1xx` … `5xx`.
+    pub class: &'static str,
+}
+
+/// Labels of per-tenant series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant id (or `other`).
+    pub tenant: String,
+}
+
+/// Labels of config-source series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `manifests` or `redis`.
+    pub source: &'static str,
+}
+
+/// Labels of local responses (no upstream): why the proxy answered itself.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Tenant id, `other`, or `none` when no tenant matched.
+    pub tenant: String,
+    /// Error code, as in the JSON body.
+    pub code: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+fn reload_histogram() -> Histogram {
+    Histogram::new([
+        0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+    ])
+}
+
+/// Every metric of the proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<TenantLabels, Histogram, fn() -> Histogram>,
+    bytes_in: Family<TenantLabels, Counter>,
+    bytes_out: Family<TenantLabels, Counter>,
+    local_responses: Family<ErrorLabels, Counter>,
+    /// Time to build and swap in one tenant's change.
+    pub reload_seconds: Histogram,
+    /// Config updates applied, per source.
+    pub config_updates: Family<SourceLabels, Counter>,
+    /// Config loads refused (invalid file, newer schema…), per source.
+    pub config_errors: Family<SourceLabels, Counter>,
+    /// Tenants folded into `other`.
+    pub folded_tenants: Gauge,
+    max_tenants: usize,
+    #[allow(
+        clippy::disallowed_types,
+        reason = "control path only: taken when a tenant's handles are built"
+    )]
+    labeled: std::sync::Mutex<HashSet<Arc<str>>>,
+    folded: AtomicU64,
+}
+
+/// Handles of one route's series, ready for the request path.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    /// Request latency, seconds.
+    pub latency: Histogram,
+    /// Request bytes received.
+    pub bytes_in: Counter,
+    /// Response bytes sent.
+    pub bytes_out: Counter,
+}
+
+impl RouteMetrics {
+    /// Counts one response with this status.
+    pub fn count_status(&self, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.by_class[class].inc();
+    }
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Metrics {
+    /// Registers every metric; `max_tenants` caps distinct tenant labels.
+    #[allow(clippy::disallowed_types, reason = "control path only")]
+    pub fn new(max_tenants: usize) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<TenantLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let bytes_in = Family::<TenantLabels, Counter>::default();
+        let bytes_out = Family::<TenantLabels, Counter>::default();
+        let local_responses = Family::<ErrorLabels, Counter>::default();
+        let reload_seconds = reload_histogram();
+        let config_updates = Family::<SourceLabels, Counter>::default();
+        let config_errors = Family::<SourceLabels, Counter>::default();
+        let folded_tenants = Gauge::default();
+        registry.register(
+            "veloflux_requests",
+            "Proxied requests by tenant, route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "veloflux_request_duration_seconds",
+            "Request latency by tenant",
+            latency.clone(),
+        );
+        registry.register(
+            "veloflux_request_bytes",
+            "Request body bytes received by tenant",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "veloflux_response_bytes",
+            "Response body bytes sent by tenant",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "veloflux_local_responses",
+            "Responses the proxy gave itself, by tenant and error code",
+            local_responses.clone(),
+        );
+        registry.register(
+            "veloflux_config_reload_duration_seconds",
+            "Time to build and swap in one tenant's change",
+            reload_seconds.clone(),
+        );
+        registry.register(
+            "veloflux_config_updates",
+            "Tenant config changes applied, by source",
+            config_updates.clone(),
+        );
+        registry.register(
+            "veloflux_config_errors",
+            "Config loads refused (invalid input, unsupported schema), by source",
+            config_errors.clone(),
+        );
+        registry.register(
+            "veloflux_metrics_folded_tenants",
+            "Tenants whose series are folded into tenant=\"other\" by the label cap",
+            folded_tenants.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            local_responses,
+            reload_seconds,
+            config_updates,
+            config_errors,
+            folded_tenants,
+            max_tenants,
+            labeled: std::sync::Mutex::default(),
+            folded: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a collector evaluated at every scrape (health, revisions).
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
+    /// The label to use for `tenant`, applying the cap.
+    pub fn tenant_label(&self, tenant: &str) -> String {
+        let mut labeled = self
+            .labeled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if labeled.contains(tenant) {
+            return tenant.to_owned();
+        }
+        if labeled.len() < self.max_tenants {
+            labeled.insert(tenant.into());
+            return tenant.to_owned();
+        }
+        let folded = self.folded.fetch_add(1, Ordering::Relaxed) + 1;
+        self.folded_tenants
+            .set(i64::try_from(folded).unwrap_or(i64::MAX));
+        OTHER_TENANT.to_owned()
+    }
+
+    /// Handles for one route of a tenant whose label is `tenant_label`.
+    pub fn route(&self, tenant_label: &str, route: &str) -> RouteMetrics {
+        let labels = |class| RouteLabels {
+            tenant: tenant_label.to_owned(),
+            route: route.to_owned(),
+            class,
+        };
+        let tenant = TenantLabels {
+            tenant: tenant_label.to_owned(),
+        };
+        RouteMetrics {
+            by_class: CLASSES.map(|c| self.requests.get_or_create(&labels(c)).clone()),
+            latency: self.latency.get_or_create(&tenant).clone(),
+            bytes_in: self.bytes_in.get_or_create(&tenant).clone(),
+            bytes_out: self.bytes_out.get_or_create(&tenant).clone(),
+        }
+    }
+
+    /// Handle counting local responses of `code` for a tenant label (`none` without a tenant).
+    pub fn local_response(&self, tenant_label: &str, code: &'static str) -> Counter {
+        self.local_responses
+            .get_or_create(&ErrorLabels {
+                tenant: tenant_label.to_owned(),
+                code,
+            })
+            .clone()
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_past_the_cap_fold_into_other_and_are_counted() {
+        let m = Metrics::new(2);
+        assert_eq!(m.tenant_label("a"), "a");
+        assert_eq!(m.tenant_label("b"), "b");
+        assert_eq!(m.tenant_label("a"), "a");
+        assert_eq!(m.tenant_label("c"), OTHER_TENANT);
+        assert_eq!(m.tenant_label("d"), OTHER_TENANT);
+        assert_eq!(m.folded_tenants.get(), 2);
+        let text = m.encode().unwrap();
+        assert!(text.contains("veloflux_metrics_folded_tenants 2"), "{text}");
+    }
+
+    #[test]
+    fn route_handles_count_by_status_class() {
+        let m = Metrics::new(10);
+        let r = m.route("acme", "acme/web");
+        r.count_status(200);
+        r.count_status(204);
+        r.count_status(503);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"veloflux_requests_total{tenant="acme",route="acme/web",class="2xx"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"veloflux_requests_total{tenant="acme",route="acme/web",class="5xx"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! The compiled routing of one tenant: host entries with their candidate
+//! rules in precedence order, routes with their balancers, and the lookup a
+//! request makes. Built from a [`TenantConfig`] on the control path; the
+//! request path borrows from it and allocates nothing.
+//!
+//! Precedence within a host (as Gateway API orders it): exact path, then the
+//! longest prefix, then rules with a method match, then rules with more
+//! header matches, then the older route, then rule order.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::{COOKIE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prometheus_client::metrics::counter::Counter;
+use veloflux_crds::TenantConfig;
+use veloflux_crds::config::{HealthCheckConfig, RouteConfig};
+use veloflux_crds::route::{HashSource, HttpMethod, PathMatchType};
+
+use crate::balancer::{Balancer, Tried, hash_of};
+use crate::body::RequestBody;
+use crate::endpoint::{EndpointRegistry, EndpointState, InvalidAddress};
+use crate::metrics::{Metrics, RouteMetrics};
+
+/// The pooled HTTP client used to reach upstreams.
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// Why a tenant's config could not be compiled (its last good one stays).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An endpoint address is unusable.
+    #[error("route {route}: {source}")]
+    Address {
+        /// Route id.
+        route: String,
+        /// Cause.
+        #[source]
+        source: InvalidAddress,
+    },
+    /// A header name or value of a rule is unusable.
+    #[error("route {route}: invalid header match {name:?}")]
+    Header {
+        /// Route id.
+        route: String,
+        /// Header name.
+        name: String,
+    },
+}
+
+/// One pooled client per distinct (connect timeout, idle timeout), shared by
+/// every route with those timeouts. Control path only.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    #[allow(
+        clippy::disallowed_types,
+        reason = "control path only: taken while building a snapshot"
+    )]
+    clients: std::sync::Mutex<HashMap<(u64, u64), UpstreamClient>>,
+}
+
+impl ClientCache {
+    /// The client for these timeouts.
+    pub fn get(&self, connect_ms: u64, idle_ms: u64) -> UpstreamClient {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry((connect_ms, idle_ms))
+            .or_insert_with(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
+                connector.set_nodelay(true);
+                connector.enforce_http(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_millis(idle_ms))
+                    .pool_max_idle_per_host(256)
+                    .build(connector)
+            })
+            .clone()
+    }
+}
+
+/// What compiling needs from the proxy.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildContext<'a> {
+    /// Shared endpoint states.
+    pub endpoints: &'a EndpointRegistry,
+    /// Metric families.
+    pub metrics: &'a Metrics,
+    /// Upstream clients.
+    pub clients: &'a ClientCache,
+}
+
+/// What consistent hashing keys on, prepared.
+#[derive(Debug)]
+pub enum HashKey {
+    /// A header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(Box<str>),
+    /// The client's IP.
+    ClientIp,
+}
+
+/// One compiled rule: its endpoints and how to pick among them.
+#[derive(Debug)]
+pub struct RuleRuntime {
+    /// Endpoints that take new requests (draining ones are left out).
+    pub endpoints: Box<[Arc<EndpointState>]>,
+    /// Draining endpoints, kept so their state stays shared while in-flight requests finish.
+    pub draining: Box<[Arc<EndpointState>]>,
+    /// The picker.
+    pub balancer: Balancer,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct RouteRuntime {
+    /// `namespace/name`.
+    pub id: Arc<str>,
+    /// Rules, as configured.
+    pub rules: Box<[RuleRuntime]>,
+    /// Consistent-hash key.
+    pub hash_key: Option<HashKey>,
+    /// Time from request to response headers.
+    pub request_timeout: Duration,
+    /// Further attempts after a connect failure, for idempotent requests.
+    pub retry_attempts: u32,
+    /// Retries may add at most this percentage.
+    pub retry_budget_percent: u32,
+    /// Largest request body.
+    pub max_request_body_bytes: Option<u64>,
+    /// Redirect plain HTTP to HTTPS.
+    pub https_redirect: bool,
+    /// Active health check of the route's endpoints.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Client for upstream requests.
+    pub client: UpstreamClient,
+    /// Metric handles.
+    pub metrics: RouteMetrics,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl RouteRuntime {
+    /// Counts a request toward the retry budget.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes a retry from the budget if one is left. The budget allows
+    /// `budget%` of requests as retries, plus a floor of 3 so a quiet route can retry.
+    pub fn take_retry(&self) -> bool {
+        let requests = self.requests.load(Ordering::Relaxed);
+        let allowed = requests * u64::from(self.retry_budget_percent) / 100 + 3;
+        let taken = self.retries.fetch_add(1, Ordering::Relaxed);
+        if taken < allowed {
+            true
+        } else {
+            self.retries.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// The hash of the request's key for consistent hashing.
+    pub fn hash_key(&self, headers: &HeaderMap, client_ip: IpAddr) -> Option<u64> {
+        match self.hash_key.as_ref()? {
+            HashKey::Header(name) => headers.get(name).map(|v| hash_of(v.as_bytes())),
+            HashKey::Cookie(name) => cookie(headers, name).map(hash_of),
+            HashKey::ClientIp => Some(hash_of(&client_ip)),
+        }
+    }
+
+    /// Picks an endpoint of rule `rule`.
+    pub fn pick(
+        &self,
+        rule: usize,
+        key: Option<u64>,
+        tried: Tried,
+    ) -> Option<(usize, &Arc<EndpointState>)> {
+        let rule = self.rules.get(rule)?;
+        let i = rule.balancer.pick(&rule.endpoints, key, tried)?;
+        Some((i, &rule.endpoints[i]))
+    }
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get_all(COOKIE).iter().find_map(|value| {
+        value.as_bytes().split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (k == name.as_bytes()).then(|| &v[1..])
+        })
+    })
+}
+
+/// How a candidate matches the path.
+#[derive(Clone, Debug)]
+enum PathMatcher {
+    Exact(Box<str>),
+    /// Segment-wise prefix, stored without a trailing slash (`/` becomes empty).
+    Prefix(Box<str>),
+}
+
+impl PathMatcher {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => path == &**p,
+            Self::Prefix(p) => {
+                path.starts_with(&**p)
+                    && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+            }
+        }
+    }
+
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            Self::Exact(p) => (0, usize::MAX - p.len()),
+            Self::Prefix(p) => (1, usize::MAX - p.len()),
+        }
+    }
+}
+
+/// One rule of one route, as a host sees it.
+#[derive(Debug)]
+struct Candidate {
+    route: Arc<RouteRuntime>,
+    rule: usize,
+    path: PathMatcher,
+    methods: u16,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+}
+
+fn method_bit(method: &Method) -> u16 {
+    let m = match *method {
+        Method::GET => HttpMethod::GET,
+        Method::HEAD => HttpMethod::HEAD,
+        Method::POST => HttpMethod::POST,
+        Method::PUT => HttpMethod::PUT,
+        Method::DELETE => HttpMethod::DELETE,
+        Method::PATCH => HttpMethod::PATCH,
+        Method::OPTIONS => HttpMethod::OPTIONS,
+        Method::CONNECT => HttpMethod::CONNECT,
+        Method::TRACE => HttpMethod::TRACE,
+        _ => return 0,
+    };
+    1 << (m as u16)
+}
+
+/// Everything one host of one tenant routes to.
+#[derive(Debug)]
+pub struct HostEntry {
+    /// Tenant id.
+    pub tenant: Arc<str>,
+    /// Tenant label for metrics.
+    pub tenant_label: Arc<str>,
+    /// Whether the tenant is suspended (403).
+    pub suspended: bool,
+    /// Counter of requests that matched the host but no rule.
+    pub no_rule: Counter,
+    /// Counter of requests refused because the tenant is suspended.
+    pub suspended_hits: Counter,
+    candidates: Box<[Candidate]>,
+}
+
+impl HostEntry {
+    /// The route and rule a request goes to.
+    pub fn find(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<(&Arc<RouteRuntime>, usize)> {
+        let bit = method_bit(method);
+        self.candidates
+            .iter()
+            .find(|c| {
+                (c.methods == 0 || c.methods & bit != 0)
+                    && c.path.matches(path)
+                    && c.headers
+                        .iter()
+                        .all(|(n, v)| headers.get_all(n).iter().any(|x| x == v))
+            })
+            .map(|c| (&c.route, c.rule))
+    }
+}
+
+/// One tenant, compiled.
+#[derive(Debug)]
+pub struct TenantRuntime {
+    /// Tenant id.
+    pub id: Arc<str>,
+    /// The config it was built from.
+    pub config: Arc<TenantConfig>,
+    /// Hosts and their entries.
+    pub hosts: Box<[(Box<str>, Arc<HostEntry>)]>,
+    /// Routes, oldest first.
+    pub routes: Box<[Arc<RouteRuntime>]>,
+}
+
+/// Compiles one tenant's config.
+pub fn build_tenant(
+    config: Arc<TenantConfig>,
+    ctx: BuildContext<'_>,
+) -> Result<TenantRuntime, BuildError> {
+    let tenant: Arc<str> = config.tenant.as_str().into();
+    let tenant_label: Arc<str> = ctx.metrics.tenant_label(&config.tenant).into();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        routes.push(Arc::new(build_route(route, &tenant_label, ctx)?));
+    }
+    let mut by_host: HashMap<&str, Vec<Candidate>> = HashMap::new();
+    for (route, runtime) in config.routes.iter().zip(&routes) {
+        for (rule_index, rule) in route.rules.iter().enumerate() {
+            let path = match &rule.path {
+                None => PathMatcher::Prefix("".into()),
+                Some(p) if p.type_ == PathMatchType::Exact => {
+                    PathMatcher::Exact(p.value.as_str().into())
+                }
+                Some(p) => PathMatcher::Prefix(p.value.trim_end_matches('/').into()),
+            };
+            let methods = rule.methods.iter().fold(0u16, |m, x| m | 1 << (*x as u16));
+            let mut headers = Vec::with_capacity(rule.headers.len());
+            for h in &rule.headers {
+                let bad = || BuildError::Header {
+                    route: route.id.clone(),
+                    name: h.name.clone(),
+                };
+                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
+                let value = HeaderValue::from_str(&h.value).map_err(|_| bad())?;
+                headers.push((name, value));
+            }
+            let headers: Box<[_]> = headers.into();
+            for host in &route.hosts {
+                by_host.entry(host).or_default().push(Candidate {
+                    route: Arc::clone(runtime),
+                    rule: rule_index,
+                    path: path.clone(),
+                    methods,
+                    headers: headers.clone(),
+                });
+            }
+        }
+    }
+    let route_order: HashMap<*const RouteRuntime, usize> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (Arc::as_ptr(r), i))
+        .collect();
+    let no_rule = ctx
+        .metrics
+        .local_response(&tenant_label, "no_matching_rule");
+    let suspended_hits = ctx
+        .metrics
+        .local_response(&tenant_label, "tenant_suspended");
+    let mut hosts: Vec<(Box<str>, Arc<HostEntry>)> = by_host
+        .into_iter()
+        .map(|(host, mut candidates)| {
+            candidates.sort_by_key(|c| {
+                (
+                    c.path.rank(),
+                    c.methods == 0,
+                    usize::MAX - c.headers.len(),
+                    route_order
+                        .get(&Arc::as_ptr(&c.route))
+                        .copied()
+                        .unwrap_or(usize::MAX),
+                    c.rule,
+                )
+            });
+            let entry = HostEntry {
+                tenant: Arc::clone(&tenant),
+                tenant_label: Arc::clone(&tenant_label),
+                suspended: config.suspended,
+                no_rule: no_rule.clone(),
+                suspended_hits: suspended_hits.clone(),
+                candidates: candidates.into(),
+            };
+            (Box::<str>::from(host), Arc::new(entry))
+        })
+        .collect();
+    hosts.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(TenantRuntime {
+        id: tenant,
+        config,
+        hosts: hosts.into(),
+        routes: routes.into(),
+    })
+}
+
+fn build_route(
+    route: &RouteConfig,
+    tenant_label: &str,
+    ctx: BuildContext<'_>,
+) -> Result<RouteRuntime, BuildError> {
+    let mut rules = Vec::with_capacity(route.rules.len());
+    for rule in &route.rules {
+        let mut endpoints = Vec::new();
+        let mut weights = Vec::new();
+        let mut draining = Vec::new();
+        for &b in &rule.backends {
+            let Some(backend) = route.backends.get(b as usize) else {
+                continue;
+            };
+            for ep in &backend.endpoints {
+                let state =
+                    ctx.endpoints
+                        .get(&ep.address)
+                        .map_err(|source| BuildError::Address {
+                            route: route.id.clone(),
+                            source,
+                        })?;
+                if ep.draining {
+                    draining.push(state);
+                } else if !endpoints
+                    .iter()
+                    .any(|e: &Arc<EndpointState>| Arc::ptr_eq(e, &state))
+                {
+                    endpoints.push(state);
+                    weights.push(backend.weight);
+                }
+            }
+        }
+        let balancer = Balancer::new(route.algorithm, &weights, &endpoints);
+        rules.push(RuleRuntime {
+            endpoints: endpoints.into(),
+            draining: draining.into(),
+            balancer,
+        });
+    }
+    let hash_key = route.hash_on.as_ref().and_then(|h| match h.source {
+        HashSource::ClientIp => Some(HashKey::ClientIp),
+        HashSource::Header => h
+            .name
+            .as_ref()
+            .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .map(HashKey::Header),
+        HashSource::Cookie => h.name.as_deref().map(|n| HashKey::Cookie(n.into())),
+    });
+    Ok(RouteRuntime {
+        id: route.id.as_str().into(),
+        rules: rules.into(),
+        hash_key,
+        request_timeout: Duration::from_millis(route.timeouts.request_ms),
+        retry_attempts: route.retries.attempts,
+        retry_budget_percent: route.retries.budget_percent,
+        max_request_body_bytes: route.max_request_body_bytes,
+        https_redirect: route.tls.as_ref().is_some_and(|t| t.https_redirect),
+        health_check: route.health_check.clone(),
+        client: ctx
+            .clients
+            .get(route.timeouts.connect_ms, route.timeouts.idle_ms),
+        metrics: ctx.metrics.route(tenant_label, &route.id),
+        requests: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+    })
+}
