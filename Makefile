@@ -29,7 +29,7 @@ crds-check: ## Fail when manifests/crds/ differs from what the types generate
 	$(CARGO) run -q -p veloflux-crds --bin crdgen -- --check manifests/crds
 
 run: ## Run the standalone proxy on the quickstart manifests
-	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS)
+	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS) --demo-backends
 
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	@if [ -d bench ] && ls bench/*.sh >/dev/null 2>&1; then for b in bench/*.sh; do bash "$$b"; done; \

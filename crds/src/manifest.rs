@@ -302,6 +302,15 @@ fn typed<T: DeserializeOwned>(
     serde_json::from_value(doc).map_err(|e| invalid(e.to_string()))
 }
 
+/// The documents of one YAML text, empty documents left out.
+pub fn documents(path: &Path, text: &str) -> Result<Vec<Value>, ManifestError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
 /// `tls.crt` and `tls.key` of a Secret, from `stringData` or `data`.
 pub fn tls_secret(secret: &Secret) -> TlsSecret {
     let field = |name: &str| {

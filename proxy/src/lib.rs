@@ -2,9 +2,19 @@
 //! compiled tenant configs of `veloflux-crds`, reloading them per tenant
 //! without dropping requests.
 
+pub mod admin;
+pub mod app;
 pub mod balancer;
 pub mod body;
+pub mod config;
+pub mod demo;
 pub mod endpoint;
+pub mod health;
+pub mod listener;
 pub mod metrics;
+pub mod reload;
 pub mod router;
+pub mod server;
 pub mod snapshot;
+pub mod source;
+pub mod tls;

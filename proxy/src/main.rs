@@ -1,63 +1,93 @@
-//! `veloflux-proxy`: the VeloFlux data plane.
-//!
-//! The proxy server is not built yet; this binary validates a folder of
-//! manifests with the same `resolve` step the operator uses and prints the
-//! routing it would serve.
+//! `veloflux-proxy`: the VeloFlux data plane. See `veloflux-proxy --help`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use veloflux_crds::{ConditionStatus, ConditionType, Manifests};
+use clap::Parser;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+use veloflux_proxy::config::Config;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let dir = match (args.next().as_deref(), args.next()) {
-        (Some("--manifests"), Some(dir)) => PathBuf::from(dir),
-        _ => {
-            println!(
-                "usage: veloflux-proxy --manifests DIR\n\n\
-                 Resolves the Plan, Tenant and Route manifests in DIR and prints the routing they compile to.\n\
-                 Serving traffic comes with the data-plane release."
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let manifests = match Manifests::load_dir(&dir) {
-        Ok(m) => m,
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    if let Err(err) = config.validate() {
+        error!(error = %err, "Invalid configuration");
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.build() {
+        Ok(rt) => rt,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let resolution = manifests.resolve();
-    for (tenant, config) in &resolution.configs {
-        println!(
-            "tenant {tenant} (plan {}, {} routes)",
-            config.plan.name,
-            config.routes.len()
-        );
-        for route in &config.routes {
-            println!(
-                "  route {} hosts {:?} algorithm {}",
-                route.id,
-                route.hosts,
-                route.algorithm.as_str()
-            );
-        }
-    }
-    let mut failed = false;
-    for (key, outcome) in &resolution.routes {
-        if let Some(c) = outcome
-            .condition(ConditionType::Accepted)
-            .filter(|c| c.status != ConditionStatus::True)
-        {
-            failed = true;
-            eprintln!("route {key} not accepted: {}: {}", c.reason, c.message);
-        }
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    runtime.block_on(async move {
+        let running = match veloflux_proxy::app::start(config).await {
+            Ok(running) => running,
+            Err(err) => {
+                error!(error = format!("{err:#}"), "Startup failed");
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_try_lines(&running);
+        wait_for_signal().await;
+        info!("Shutting down: no new connections; draining in-flight requests");
+        running.shutdown().await;
+        info!("Stopped");
         ExitCode::SUCCESS
+    })
+}
+
+/// With demo backends (the quickstart), prints requests to try.
+fn print_try_lines(running: &veloflux_proxy::app::Running) {
+    if running.demo_backends.is_empty() {
+        return;
     }
+    let snapshot = running.reloader.store.load();
+    let mut hosts: Vec<&str> = snapshot
+        .tenants()
+        .flat_map(|t| t.hosts.iter().map(|(h, _)| &**h))
+        .filter(|h| !h.starts_with('*'))
+        .collect();
+    hosts.sort_unstable();
+    println!(
+        "\nVeloFlux is serving {} tenants. Try:",
+        snapshot.tenant_count()
+    );
+    for host in hosts {
+        println!("  curl -H 'Host: {host}' http://{}/", running.listen);
+    }
+    println!("  curl http://{}/metrics", running.admin);
+    println!("  curl http://{}/config\n", running.admin);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

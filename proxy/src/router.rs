@@ -43,6 +43,15 @@ pub enum BuildError {
         #[source]
         source: InvalidAddress,
     },
+    /// A certificate or key is unusable.
+    #[error("certificate {source_name}: {source}")]
+    Certificate {
+        /// `namespace/name` of the Secret.
+        source_name: String,
+        /// Cause.
+        #[source]
+        source: crate::tls::CertError,
+    },
     /// A header name or value of a rule is unusable.
     #[error("route {route}: invalid header match {name:?}")]
     Header {
@@ -267,6 +276,8 @@ pub struct HostEntry {
     pub no_rule: Counter,
     /// Counter of requests refused because the tenant is suspended.
     pub suspended_hits: Counter,
+    /// Certificate presented for this host over TLS.
+    pub certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     candidates: Box<[Candidate]>,
 }
 
@@ -297,6 +308,8 @@ impl HostEntry {
 pub struct TenantRuntime {
     /// Tenant id.
     pub id: Arc<str>,
+    /// Tenant label for metrics (the id, or `other` past the label cap).
+    pub label: Arc<str>,
     /// The config it was built from.
     pub config: Arc<TenantConfig>,
     /// Hosts and their entries.
@@ -349,6 +362,20 @@ pub fn build_tenant(
             }
         }
     }
+    let mut certificates: HashMap<&str, Arc<rustls::sign::CertifiedKey>> = HashMap::new();
+    for cert in &config.certificates {
+        let key = crate::tls::certified_key(&cert.cert_pem, &cert.key_pem).map_err(|source| {
+            BuildError::Certificate {
+                source_name: cert.source.clone(),
+                source,
+            }
+        })?;
+        for host in &cert.hosts {
+            certificates
+                .entry(host.as_str())
+                .or_insert_with(|| Arc::clone(&key));
+        }
+    }
     let route_order: HashMap<*const RouteRuntime, usize> = routes
         .iter()
         .enumerate()
@@ -381,6 +408,7 @@ pub fn build_tenant(
                 suspended: config.suspended,
                 no_rule: no_rule.clone(),
                 suspended_hits: suspended_hits.clone(),
+                certificate: certificates.get(host).cloned(),
                 candidates: candidates.into(),
             };
             (Box::<str>::from(host), Arc::new(entry))
@@ -389,6 +417,7 @@ pub fn build_tenant(
     hosts.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(TenantRuntime {
         id: tenant,
+        label: tenant_label,
         config,
         hosts: hosts.into(),
         routes: routes.into(),

@@ -1,0 +1,218 @@
+//! Wiring: load and validate the config source, bind the listeners, start
+//! the watcher, and stop in order. [`start`] returns once every port is
+//! bound and the first config is served, so callers (the binary, tests)
+//! can send traffic immediately.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::admin::{Admin, SnapshotCollector, SourceStatus};
+use crate::config::Config;
+use crate::metrics::{Metrics, SourceLabels};
+use crate::reload::Reloader;
+use crate::server::Proxy;
+use crate::snapshot::Store;
+use crate::source::ManifestSource;
+use crate::tls::{SniResolver, TlsAcceptor, certified_key, server_config};
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Plain HTTP address.
+    pub listen: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// HTTPS address.
+    pub tls: Option<SocketAddr>,
+    /// Demo backends started.
+    pub demo_backends: Vec<SocketAddr>,
+    /// Applies config changes.
+    pub reloader: Arc<Reloader>,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    watcher: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains for the configured grace, and returns when done.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.watcher.abort();
+        for task in self.listeners {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the proxy described by `config`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    config.validate()?;
+    let dir = config.manifests.clone().context("no manifest folder")?;
+    let mut source = ManifestSource::new(&dir);
+    let (changes, _) = source
+        .load()
+        .with_context(|| format!("loading manifests from {}", dir.display()))?;
+
+    let mut metrics = Metrics::new(config.metrics_max_tenants);
+    let store = Arc::new(Store::default());
+    metrics.register_collector(Box::new(SnapshotCollector {
+        store: Arc::clone(&store),
+    }));
+    let metrics = Arc::new(metrics);
+    let reloader = Arc::new(Reloader::new(Arc::clone(&store), Arc::clone(&metrics)));
+
+    let demo_backends = if config.demo_backends {
+        let addresses = crate::demo::loopback_addresses(source.configs().values().map(|c| &**c));
+        crate::demo::start(&addresses)
+            .await
+            .context("starting demo backends")?
+    } else {
+        Vec::new()
+    };
+    reloader.apply(changes, "manifests");
+
+    let tls_acceptor = match config.tls_listen {
+        None => None,
+        Some(_) => {
+            let default = match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let cert = std::fs::read_to_string(cert)
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    let key = std::fs::read_to_string(key)
+                        .with_context(|| format!("reading {}", key.display()))?;
+                    Some(certified_key(&cert, &key).context("default certificate")?)
+                }
+                _ => None,
+            };
+            let resolver = Arc::new(SniResolver::new(Arc::clone(&store), default));
+            Some(TlsAcceptor::from(server_config(resolver)?))
+        }
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", config.admin_listen))?;
+    let tls_listener = match config.tls_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    let listen = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let tls_addr = tls_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let proxy = Arc::new(Proxy::new(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        config.access_log,
+    ));
+    let admin = Arc::new(Admin {
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        source: ArcSwap::from_pointee(SourceStatus {
+            kind: "manifests",
+            location: dir.display().to_string(),
+            loaded: true,
+            connected: true,
+            problems: Vec::new(),
+        }),
+    });
+
+    let mut listeners = vec![
+        tokio::spawn(crate::listener::run(
+            listener,
+            Arc::clone(&proxy),
+            None,
+            shutdown_rx.clone(),
+            config.shutdown_grace,
+        )),
+        tokio::spawn(crate::admin::run(
+            admin_listener,
+            Arc::clone(&admin),
+            shutdown_rx.clone(),
+        )),
+    ];
+    if let (Some(l), Some(acceptor)) = (tls_listener, tls_acceptor) {
+        listeners.push(tokio::spawn(crate::listener::run(
+            l,
+            Arc::clone(&proxy),
+            Some(acceptor),
+            shutdown_rx,
+            config.shutdown_grace,
+        )));
+    }
+    let watcher = tokio::spawn(watch_manifests(
+        source,
+        Arc::clone(&reloader),
+        admin,
+        config.poll_interval,
+    ));
+    info!(listen = %listen, admin = %admin_addr, tls = ?tls_addr, tenants = store.load().tenant_count(), "VeloFlux proxy serving");
+    Ok(Running {
+        listen,
+        admin: admin_addr,
+        tls: tls_addr,
+        demo_backends,
+        reloader,
+        shutdown,
+        listeners,
+        watcher,
+    })
+}
+
+async fn watch_manifests(
+    mut source: ManifestSource,
+    reloader: Arc<Reloader>,
+    admin: Arc<Admin>,
+    every: Duration,
+) {
+    let errors = reloader
+        .metrics
+        .config_errors
+        .get_or_create(&SourceLabels {
+            source: "manifests",
+        })
+        .clone();
+    loop {
+        tokio::time::sleep(every).await;
+        match source.poll() {
+            Ok(None) => {}
+            Ok(Some(changes)) => {
+                if !source.problems.is_empty() {
+                    errors.inc_by(source.problems.len() as u64);
+                }
+                reloader.apply(changes, "manifests");
+                let mut status = (**admin.source.load()).clone();
+                status.problems.clone_from(&source.problems);
+                status.connected = true;
+                admin.source.store(Arc::new(status));
+            }
+            Err(err) => {
+                errors.inc();
+                error!(error = %err, "Manifest folder unreadable; keeping the last good configuration");
+                let mut status = (**admin.source.load()).clone();
+                status.connected = false;
+                status.problems = vec![err.to_string()];
+                admin.source.store(Arc::new(status));
+            }
+        }
+    }
+}

@@ -1,0 +1,699 @@
+//! The request path, in phases: find the tenant and rule (`route`), answer
+//! locally when the request cannot go upstream (`refuse`), rewrite headers
+//! (`forward`), pick an endpoint and send with retries (`send`), then count
+//! and log (`finish`). Every error is a [`ProxyError`], mapped to its status
+//! and JSON body in one place.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
+use tracing::{info, warn};
+
+use crate::balancer::Tried;
+use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
+use crate::metrics::Metrics;
+use crate::router::{HostEntry, RouteRuntime};
+use crate::snapshot::{Store, normalize_host};
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No Host, or an unusable one (client's fault).
+    BadHost,
+    /// No tenant serves the host.
+    NoRoute,
+    /// The host is served but no rule matches.
+    NoRule,
+    /// The tenant is suspended.
+    Suspended,
+    /// The request body is larger than the route allows.
+    BodyTooLarge,
+    /// No endpoint is healthy.
+    NoHealthyUpstream,
+    /// Connecting to the upstream failed.
+    UpstreamConnect,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The upstream broke the exchange.
+    Upstream,
+}
+
+impl ProxyError {
+    /// Status, error code and message, the outward form of each error.
+    pub fn outward(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "bad_host",
+                "the request has no valid Host",
+            ),
+            Self::NoRoute => (StatusCode::NOT_FOUND, "no_route", "no route for this host"),
+            Self::NoRule => (
+                StatusCode::NOT_FOUND,
+                "no_matching_rule",
+                "no route matches this request",
+            ),
+            Self::Suspended => (
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+                "this service is suspended",
+            ),
+            Self::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            ),
+            Self::NoHealthyUpstream => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_healthy_upstream",
+                "no healthy upstream is available",
+            ),
+            Self::UpstreamConnect => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_connect_failed",
+                "the upstream could not be reached",
+            ),
+            Self::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ),
+            Self::Upstream => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "the upstream failed",
+            ),
+        }
+    }
+
+    /// Whose fault it was: `client`, `upstream` or `config`.
+    pub fn fault(self) -> &'static str {
+        match self {
+            Self::BadHost | Self::BodyTooLarge => "client",
+            Self::NoRoute | Self::NoRule | Self::Suspended => "config",
+            Self::NoHealthyUpstream
+            | Self::UpstreamConnect
+            | Self::UpstreamTimeout
+            | Self::Upstream => "upstream",
+        }
+    }
+
+    fn response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
+        let (status, code, message) = self.outward();
+        let mut body = Vec::with_capacity(96);
+        let _ = write!(
+            body,
+            r#"{{"error":"{code}","message":"{message}","status":{}}}"#,
+            status.as_u16()
+        );
+        let mut response = Response::new(ResponseBody::local(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(X_REQUEST_ID, request_id.clone());
+        response
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Request ids: a per-process random prefix and a counter, as 16 hex digits.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 32;
+        Self {
+            prefix: crate::balancer::hash_of(&seed),
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    fn next(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .prefix
+            .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut buf = [0u8; 16];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+/// The proxy service shared by every connection.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Current routing.
+    pub store: Arc<Store>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether to log every request.
+    pub access_log: bool,
+    ids: RequestIds,
+    no_route: Counter,
+    bad_host: Counter,
+}
+
+/// The largest request head (request line + headers) accepted; larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+impl Proxy {
+    /// A proxy serving from `store`.
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, access_log: bool) -> Self {
+        let no_route = metrics.local_response("none", "no_route");
+        let bad_host = metrics.local_response("none", "bad_host");
+        Self {
+            store,
+            metrics,
+            access_log,
+            ids: RequestIds::default(),
+            no_route,
+            bad_host,
+        }
+    }
+
+    /// Handles one request; never fails (errors become responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        let started = Instant::now();
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) if !id.is_empty() && id.len() <= 128 => id.clone(),
+            _ => self.ids.next(),
+        };
+        let snapshot = self.store.load();
+        let mut host_buf = [0u8; 255];
+        let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let Some(host) = raw_host.and_then(|h| normalize_host(h, &mut host_buf)) else {
+            self.bad_host.inc();
+            return Ok(self.local(ProxyError::BadHost, &request_id, None, &req, conn, started));
+        };
+        let Some(entry) = snapshot.host(host) else {
+            self.no_route.inc();
+            return Ok(self.local(ProxyError::NoRoute, &request_id, None, &req, conn, started));
+        };
+        if entry.suspended {
+            entry.suspended_hits.inc();
+            return Ok(self.local(
+                ProxyError::Suspended,
+                &request_id,
+                Some(entry),
+                &req,
+                conn,
+                started,
+            ));
+        }
+        let Some((route, rule)) = entry.find(req.method(), req.uri().path(), req.headers()) else {
+            entry.no_rule.inc();
+            return Ok(self.local(
+                ProxyError::NoRule,
+                &request_id,
+                Some(entry),
+                &req,
+                conn,
+                started,
+            ));
+        };
+        let route = Arc::clone(route);
+        if route.https_redirect && !conn.tls {
+            return Ok(redirect_to_https(host, req.uri(), &request_id));
+        }
+        if let (Some(limit), Some(len)) =
+            (route.max_request_body_bytes, content_length(req.headers()))
+            && len > limit
+        {
+            return Ok(self.finish_local(
+                ProxyError::BodyTooLarge,
+                &request_id,
+                entry,
+                &route,
+                &req,
+                conn,
+                started,
+            ));
+        }
+
+        let upgrade = is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let original_host = raw_host_value(&req);
+        let (mut parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        forward_headers(
+            &mut parts.headers,
+            conn,
+            &original_host,
+            &request_id,
+            upgrade,
+        );
+        let has_body = !http_body::Body::is_end_stream(&body);
+        let retryable = !has_body && is_idempotent(&method) && route.retry_attempts > 0;
+        let mut body = Some(if has_body {
+            RequestBody::stream(
+                body,
+                route.max_request_body_bytes,
+                Some(route.metrics.bytes_in.clone()),
+            )
+        } else {
+            RequestBody::Empty
+        });
+        let key = route.hash_key(&parts.headers, conn.client.ip());
+        route.count_request();
+
+        let mut tried = Tried::default();
+        let mut attempts = 0;
+        let outcome = loop {
+            let Some((index, endpoint)) = route.pick(rule, key, tried) else {
+                break Err(ProxyError::NoHealthyUpstream);
+            };
+            let endpoint = Arc::clone(endpoint);
+            tried.insert(index);
+            attempts += 1;
+            let Ok(uri) = Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(endpoint.authority().clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+            else {
+                break Err(ProxyError::Upstream);
+            };
+            let mut upstream_req = Request::new(body.take().unwrap_or(RequestBody::Empty));
+            *upstream_req.method_mut() = method.clone();
+            *upstream_req.uri_mut() = uri;
+            *upstream_req.version_mut() = Version::HTTP_11;
+            *upstream_req.headers_mut() = parts.headers.clone();
+            let in_flight = endpoint.begin();
+            let sent =
+                tokio::time::timeout(route.request_timeout, route.client.request(upstream_req))
+                    .await;
+            match sent {
+                Ok(Ok(response)) => {
+                    if response.status().is_server_error() {
+                        endpoint.record_failure();
+                    } else {
+                        endpoint.record_success();
+                    }
+                    break Ok((response, endpoint, in_flight));
+                }
+                Ok(Err(err)) => {
+                    drop(in_flight);
+                    if err.is_connect() {
+                        endpoint.record_failure();
+                        if retryable
+                            && attempts <= route.retry_attempts as usize
+                            && route.take_retry()
+                        {
+                            body = Some(RequestBody::Empty);
+                            continue;
+                        }
+                        break Err(ProxyError::UpstreamConnect);
+                    }
+                    if is_body_too_large(&err) {
+                        break Err(ProxyError::BodyTooLarge);
+                    }
+                    endpoint.record_failure();
+                    warn!(route = %route.id, upstream = endpoint.address(), error = %err, "Upstream request failed");
+                    break Err(ProxyError::Upstream);
+                }
+                Err(_) => {
+                    drop(in_flight);
+                    endpoint.record_failure();
+                    break Err(ProxyError::UpstreamTimeout);
+                }
+            }
+        };
+
+        match outcome {
+            Err(error) => {
+                let response = error.response(&request_id);
+                self.finish(
+                    &route,
+                    entry,
+                    &method,
+                    &path_and_query,
+                    &request_id,
+                    None,
+                    response.status(),
+                    conn,
+                    started,
+                    Some(error),
+                );
+                Ok(response)
+            }
+            Ok((mut response, endpoint, in_flight)) => {
+                let status = response.status();
+                if status == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_upgrade) = client_upgrade
+                {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(async move {
+                        let _in_flight = in_flight;
+                        if let (Ok(client), Ok(upstream)) =
+                            (client_upgrade.await, upstream_upgrade.await)
+                        {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(client),
+                                &mut TokioIo::new(upstream),
+                            )
+                            .await;
+                        }
+                    });
+                    let (parts, _) = response.into_parts();
+                    self.finish(
+                        &route,
+                        entry,
+                        &method,
+                        &path_and_query,
+                        &request_id,
+                        Some(endpoint.address()),
+                        status,
+                        conn,
+                        started,
+                        None,
+                    );
+                    return Ok(Response::from_parts(parts, ResponseBody::empty()));
+                }
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers, false);
+                parts.headers.insert(X_REQUEST_ID, request_id.clone());
+                self.finish(
+                    &route,
+                    entry,
+                    &method,
+                    &path_and_query,
+                    &request_id,
+                    Some(endpoint.address()),
+                    status,
+                    conn,
+                    started,
+                    None,
+                );
+                drop(in_flight);
+                Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::Upstream {
+                        inner: body,
+                        counter: route.metrics.bytes_out.clone(),
+                    },
+                ))
+            }
+        }
+    }
+
+    fn local(
+        &self,
+        error: ProxyError,
+        request_id: &HeaderValue,
+        entry: Option<&HostEntry>,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let response = error.response(request_id);
+        if self.access_log {
+            let (status, code, _) = error.outward();
+            info!(
+                tenant_id = entry.map_or("", |e| &*e.tenant),
+                route = "",
+                request_id = request_id.to_str().unwrap_or(""),
+                method = req.method().as_str(),
+                path = req.uri().path(),
+                client = %conn.client.ip(),
+                upstream = "",
+                status = status.as_u16(),
+                error = code,
+                fault = error.fault(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "Request"
+            );
+        }
+        response
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_local(
+        &self,
+        error: ProxyError,
+        request_id: &HeaderValue,
+        entry: &HostEntry,
+        route: &RouteRuntime,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let response = error.response(request_id);
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        self.finish(
+            route,
+            entry,
+            req.method(),
+            &pq,
+            request_id,
+            None,
+            response.status(),
+            conn,
+            started,
+            Some(error),
+        );
+        response
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        route: &RouteRuntime,
+        entry: &HostEntry,
+        method: &Method,
+        path: &PathAndQuery,
+        request_id: &HeaderValue,
+        upstream: Option<&str>,
+        status: StatusCode,
+        conn: ConnInfo,
+        started: Instant,
+        error: Option<ProxyError>,
+    ) {
+        let elapsed = started.elapsed();
+        route.metrics.count_status(status.as_u16());
+        route.metrics.latency.observe(elapsed.as_secs_f64());
+        if self.access_log {
+            info!(
+                tenant_id = &*entry.tenant,
+                route = &*route.id,
+                request_id = request_id.to_str().unwrap_or(""),
+                method = method.as_str(),
+                path = path.path(),
+                client = %conn.client.ip(),
+                upstream = upstream.unwrap_or(""),
+                status = status.as_u16(),
+                error = error.map_or("", |e| e.outward().1),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "Request"
+            );
+        }
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
+    req.headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        })
+        .unwrap_or_else(|| HeaderValue::from_static(""))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
+/// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
+/// the request is an upgrade.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn forward_headers(
+    headers: &mut HeaderMap,
+    conn: ConnInfo,
+    host: &HeaderValue,
+    request_id: &HeaderValue,
+    upgrade: bool,
+) {
+    strip_hop_by_hop(headers, upgrade);
+    let proto = if conn.tls { "https" } else { "http" };
+    let ip = conn.client.ip();
+    let mut buf = Vec::with_capacity(64);
+    if let Some(prior) = headers.get(&X_FORWARDED_FOR) {
+        buf.extend_from_slice(prior.as_bytes());
+        buf.extend_from_slice(b", ");
+    }
+    let _ = write!(buf, "{ip}");
+    if let Ok(v) = HeaderValue::from_bytes(&buf) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if !host.is_empty() {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+        headers.insert(header::HOST, host.clone());
+    }
+    buf.clear();
+    if let Some(prior) = headers.get(&FORWARDED) {
+        buf.extend_from_slice(prior.as_bytes());
+        buf.extend_from_slice(b", ");
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let _ = write!(buf, "for={v4};proto={proto}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "for=\"[{v6}]\";proto={proto}");
+        }
+    }
+    if !host.is_empty()
+        && host
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'"')
+    {
+        buf.extend_from_slice(b";host=\"");
+        buf.extend_from_slice(host.as_bytes());
+        buf.push(b'"');
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&buf) {
+        headers.insert(FORWARDED, v);
+    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+fn redirect_to_https(host: &str, uri: &Uri, request_id: &HeaderValue) -> Response<ResponseBody> {
+    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{pq}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request_id.clone());
+    response
+}
+
+/// The grace given to in-flight requests on shutdown, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
