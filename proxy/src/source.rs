@@ -175,13 +175,15 @@ impl ManifestSource {
         }
         let mut changes = Vec::new();
         let mut next: BTreeMap<String, Arc<TenantConfig>> = BTreeMap::new();
-        for (tenant, config) in resolution.configs {
-            match self.current.get(&tenant) {
+        for (tenant, mut config) in resolution.configs {
+            let old = self.current.get(&tenant);
+            // resolve leaves the revision at 0; compare content, not revisions.
+            config.revision = old.map_or(0, |o| o.revision);
+            match old {
                 Some(old) if **old == config => {
                     next.insert(tenant, Arc::clone(old));
                 }
                 old => {
-                    let mut config = config;
                     config.revision = old.map_or(1, |o| o.revision + 1);
                     let config = Arc::new(config);
                     changes.push((tenant.clone(), Some(Arc::clone(&config))));
