@@ -154,27 +154,58 @@ pub struct RouteRuntime {
     pub client: UpstreamClient,
     /// Metric handles.
     pub metrics: RouteMetrics,
-    requests: AtomicU64,
-    retries: AtomicU64,
+    active: AtomicU64,
+    active_retries: AtomicU64,
+}
+
+/// Fewest concurrent retries a route may have, however quiet it is.
+const MIN_CONCURRENT_RETRIES: u64 = 3;
+
+/// A request in flight on a route; releases its share of the retry budget on drop.
+#[derive(Debug)]
+pub struct ActiveRequest {
+    route: Arc<RouteRuntime>,
+    retrying: bool,
+}
+
+impl ActiveRequest {
+    /// Takes a retry from the budget if one is left: concurrent retries may
+    /// be `budget%` of the route's active requests, and at least
+    /// [`MIN_CONCURRENT_RETRIES`] (as Envoy's retry budgets work).
+    pub fn take_retry(&mut self) -> bool {
+        if self.retrying {
+            return true;
+        }
+        let r = &self.route;
+        let active = r.active.load(Ordering::Relaxed);
+        let allowed =
+            (active * u64::from(r.retry_budget_percent) / 100).max(MIN_CONCURRENT_RETRIES);
+        if r.active_retries.fetch_add(1, Ordering::Relaxed) < allowed {
+            self.retrying = true;
+            true
+        } else {
+            r.active_retries.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.route.active.fetch_sub(1, Ordering::Relaxed);
+        if self.retrying {
+            self.route.active_retries.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl RouteRuntime {
-    /// Counts a request toward the retry budget.
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Takes a retry from the budget if one is left. The budget allows
-    /// `budget%` of requests as retries, plus a floor of 3 so a quiet route can retry.
-    pub fn take_retry(&self) -> bool {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let allowed = requests * u64::from(self.retry_budget_percent) / 100 + 3;
-        let taken = self.retries.fetch_add(1, Ordering::Relaxed);
-        if taken < allowed {
-            true
-        } else {
-            self.retries.fetch_sub(1, Ordering::Relaxed);
-            false
+    /// Counts a request as active until the guard drops (the retry budget's base).
+    pub fn begin_request(self: &Arc<Self>) -> ActiveRequest {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest {
+            route: Arc::clone(self),
+            retrying: false,
         }
     }
 
@@ -487,7 +518,7 @@ fn build_route(
             .clients
             .get(route.timeouts.connect_ms, route.timeouts.idle_ms),
         metrics: ctx.metrics.route(tenant_label, &route.id),
-        requests: AtomicU64::new(0),
-        retries: AtomicU64::new(0),
+        active: AtomicU64::new(0),
+        active_retries: AtomicU64::new(0),
     })
 }

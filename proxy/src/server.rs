@@ -308,7 +308,7 @@ impl Proxy {
             RequestBody::Empty
         });
         let key = route.hash_key(&parts.headers, conn.client.ip());
-        route.count_request();
+        let mut active = route.begin_request();
 
         let mut tried = Tried::default();
         let mut attempts = 0;
@@ -351,7 +351,7 @@ impl Proxy {
                         endpoint.record_failure();
                         if retryable
                             && attempts <= route.retry_attempts as usize
-                            && route.take_retry()
+                            && active.take_retry()
                         {
                             body = Some(RequestBody::Empty);
                             continue;
