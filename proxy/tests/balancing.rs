@@ -2,6 +2,8 @@
 //! weighted by ratio, least connections toward the fast backend, consistent
 //! hashing sticky per key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod support;
 
 use std::collections::HashMap;

@@ -2,6 +2,8 @@
 //! follows consecutive 5xx, and draining endpoints finish in-flight
 //! requests but get no new ones.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod support;
 
 use std::sync::atomic::Ordering;

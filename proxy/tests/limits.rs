@@ -1,6 +1,8 @@
 //! Limits and failures get the right status with a JSON body: 413, 431,
 //! 502, 503, 504.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod support;
 
 use std::sync::atomic::Ordering;

@@ -2,6 +2,8 @@
 //! with no failed request, only the changed tenant is rebuilt, and a broken
 //! file never replaces a working config.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod support;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! methods, headers, the 404 that reveals nothing, forwarded headers,
 //! HTTP/2 (h2c), upgrade passthrough and suspended tenants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod support;
 
 use std::time::Duration;
