@@ -331,7 +331,12 @@ impl Proxy {
             *upstream_req.method_mut() = method.clone();
             *upstream_req.uri_mut() = uri;
             *upstream_req.version_mut() = Version::HTTP_11;
-            *upstream_req.headers_mut() = parts.headers.clone();
+            // Keep a copy only when a retry may need the headers again.
+            *upstream_req.headers_mut() = if retryable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
             let in_flight = endpoint.begin();
             let sent =
                 tokio::time::timeout(route.request_timeout, route.client.request(upstream_req))

@@ -1,0 +1,97 @@
+//! The routing part of the request path allocates nothing: host
+//! normalisation, snapshot lookup (exact and wildcard), rule matching and the
+//! balancer's pick, counted with an instrumented global allocator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::alloc::System;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use veloflux_crds::Manifests;
+use veloflux_proxy::balancer::Tried;
+use veloflux_proxy::endpoint::EndpointRegistry;
+use veloflux_proxy::metrics::Metrics;
+use veloflux_proxy::router::{BuildContext, ClientCache, build_tenant};
+use veloflux_proxy::snapshot::{Store, normalize_host};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[test]
+fn routing_a_request_allocates_nothing() {
+    let mut manifests = Manifests::default();
+    let path = std::path::Path::new("inline.yaml");
+    manifests
+        .add_yaml(
+            path,
+            r#"
+apiVersion: veloflux.io/v1alpha1
+kind: Plan
+metadata: {name: p}
+spec:
+  limits: {requestsPerMinute: 100, maxRoutes: 10, maxBackendsPerRoute: 4, maxDomains: 4}
+  features: {staticBackends: true}
+---
+apiVersion: veloflux.io/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec: {planRef: p, domains: [acme.test, "*.acme.test"], namespaces: [acme]}
+---
+apiVersion: veloflux.io/v1alpha1
+kind: Route
+metadata: {name: web, namespace: acme}
+spec:
+  tenantRef: acme
+  hosts: [www.acme.test, "*.acme.test"]
+  algorithm: weighted
+  rules:
+    - path: {type: Prefix, value: /api}
+      methods: [GET]
+      headers: [{name: X-Env, value: prod}]
+    - path: {type: Prefix, value: /}
+  backends:
+    - {name: a, address: "127.0.0.1:9001", weight: 3}
+    - {name: b, address: "127.0.0.1:9002"}
+"#,
+        )
+        .unwrap();
+    let config = Arc::new(manifests.resolve().configs.remove("acme").unwrap());
+    let (endpoints, metrics, clients) = (
+        EndpointRegistry::default(),
+        Metrics::new(10),
+        ClientCache::default(),
+    );
+    let tenant = build_tenant(
+        config,
+        BuildContext {
+            endpoints: &endpoints,
+            metrics: &metrics,
+            clients: &clients,
+        },
+    )
+    .unwrap();
+    let store = Store::default();
+    store.set_tenant("acme", Some(Arc::new(tenant)));
+    let mut headers = HeaderMap::new();
+    headers.insert("x-env", "prod".parse().unwrap());
+    let hosts = ["WWW.acme.test:8080", "img.acme.test", "www.acme.test"];
+    let method = Method::GET;
+
+    let region = Region::new(GLOBAL);
+    let mut picked = 0;
+    for i in 0..10_000 {
+        let snapshot = store.load();
+        let mut buf = [0u8; 255];
+        let host = normalize_host(hosts[i % hosts.len()], &mut buf).unwrap();
+        let entry = snapshot.host(host).unwrap();
+        let (route, rule) = entry.find(&method, "/api/users", &headers).unwrap();
+        if route.pick(rule, None, Tried::default()).is_some() {
+            picked += 1;
+        }
+    }
+    let stats = region.change();
+    assert_eq!(picked, 10_000);
+    assert_eq!(stats.allocations + stats.reallocations, 0, "{stats:?}");
+}
