@@ -79,20 +79,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     reloader.apply(changes, "manifests");
 
+    let mut default_cert = None;
     let tls_acceptor = match config.tls_listen {
         None => None,
         Some(_) => {
-            let default = match (&config.tls_cert, &config.tls_key) {
+            let files = match (&config.tls_cert, &config.tls_key) {
                 (Some(cert), Some(key)) => {
-                    let cert = std::fs::read_to_string(cert)
-                        .with_context(|| format!("reading {}", cert.display()))?;
-                    let key = std::fs::read_to_string(key)
-                        .with_context(|| format!("reading {}", key.display()))?;
-                    Some(certified_key(&cert, &key).context("default certificate")?)
+                    let mut files = DefaultCert {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        stamp: None,
+                    };
+                    files.stamp = files.stamp();
+                    Some(files)
                 }
                 _ => None,
             };
+            let default = match &files {
+                Some(files) => Some(files.load().context("default certificate")?),
+                None => None,
+            };
             let resolver = Arc::new(SniResolver::new(Arc::clone(&store), default));
+            default_cert = files.map(|files| (files, Arc::clone(&resolver)));
             Some(TlsAcceptor::from(server_config(resolver)?))
         }
     };
@@ -163,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         source,
         Arc::clone(&reloader),
         admin,
+        default_cert,
         config.poll_interval,
     ));
     info!(listen = %listen, admin = %admin_addr, tls = ?tls_addr, tenants = store.load().tenant_count(), "VeloFlux proxy serving");
@@ -178,10 +187,53 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// The default certificate's files, reloaded when they change.
+#[derive(Debug)]
+struct DefaultCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    stamp: Option<(std::time::SystemTime, std::time::SystemTime)>,
+}
+
+impl DefaultCert {
+    fn load(&self) -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
+        let cert = std::fs::read_to_string(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))?;
+        let key = std::fs::read_to_string(&self.key)
+            .with_context(|| format!("reading {}", self.key.display()))?;
+        Ok(certified_key(&cert, &key)?)
+    }
+
+    fn stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((modified(&self.cert)?, modified(&self.key)?))
+    }
+
+    /// Reloads into `resolver` when either file changed; a bad pair keeps the current one.
+    fn refresh(&mut self, resolver: &SniResolver) {
+        let stamp = self.stamp();
+        if stamp.is_none() || stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        match self.load() {
+            Ok(key) => {
+                resolver.set_default(Some(key));
+                info!(cert = %self.cert.display(), "Default certificate reloaded");
+            }
+            Err(err) => error!(
+                error = format!("{err:#}"),
+                "Default certificate not reloaded; keeping the current one"
+            ),
+        }
+    }
+}
+
 async fn watch_manifests(
     mut source: ManifestSource,
     reloader: Arc<Reloader>,
     admin: Arc<Admin>,
+    mut default_cert: Option<(DefaultCert, Arc<SniResolver>)>,
     every: Duration,
 ) {
     let errors = reloader
@@ -193,6 +245,9 @@ async fn watch_manifests(
         .clone();
     loop {
         tokio::time::sleep(every).await;
+        if let Some((files, resolver)) = &mut default_cert {
+            files.refresh(resolver);
+        }
         match source.poll() {
             Ok(None) => {}
             Ok(Some(changes)) => {

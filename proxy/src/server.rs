@@ -361,7 +361,11 @@ impl Proxy {
                             body = Some(RequestBody::Empty);
                             continue;
                         }
-                        break Err(ProxyError::UpstreamConnect);
+                        break Err(if is_timeout(&err) {
+                            ProxyError::UpstreamTimeout
+                        } else {
+                            ProxyError::UpstreamConnect
+                        });
                     }
                     if is_body_too_large(&err) {
                         break Err(ProxyError::BodyTooLarge);
@@ -582,6 +586,20 @@ fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
         if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Whether an upstream error was a timeout (a connect timeout is a gateway timeout: 504).
+fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
             return true;
         }
         source = e.source();

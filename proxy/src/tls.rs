@@ -43,7 +43,11 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>,
         .map_err(|e| CertError::Pem(e.to_string()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| CertError::Key(e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    let key = CertifiedKey::new(chain, signing);
+    // A key that does not belong to the certificate would fail every handshake.
+    key.keys_match()
+        .map_err(|e| CertError::Key(format!("key does not match the certificate: {e}")))?;
+    Ok(Arc::new(key))
 }
 
 /// Picks a certificate by SNI: the host's tenant certificate, else the default.

@@ -114,6 +114,21 @@ async fn sni_picks_each_tenants_certificate_and_falls_back_to_the_default() {
         assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]), "ALPN negotiates h2");
     }
 
+    // The default certificate reloads when its files change.
+    let renewed = cert(&["default.invalid"]);
+    std::fs::write(folder.path().join("default.key"), &renewed.key).unwrap();
+    std::fs::write(folder.path().join("default.crt"), &renewed.pem).unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let stream = handshake(addr, "default.invalid", &[&default, &renewed]).await;
+        if stream.get_ref().1.peer_certificates().unwrap()[0].as_ref() == renewed.der.as_slice() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the renewed default certificate is not served");
+
     // A request over TLS (HTTP/2 via ALPN) reaches the backend as https.
     let stream = handshake(addr, "secure.acme.test", &[&acme]).await;
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
