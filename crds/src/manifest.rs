@@ -92,6 +92,8 @@ pub struct Manifests {
     pub services: BTreeMap<ServiceKey, Vec<Endpoint>>,
     /// `kind name` of documents that were skipped.
     pub skipped: Vec<String>,
+    /// `(kind, key)` of every object added, to refuse duplicates in O(1).
+    pub(crate) seen: std::collections::HashSet<(String, ObjectKey)>,
 }
 
 impl Manifests {
@@ -189,19 +191,12 @@ impl Manifests {
         match (api_version.as_str(), kind.as_str()) {
             ("veloflux.io/v1alpha1", "Plan") => {
                 let plan: Plan = typed(doc, &invalid)?;
-                self.check_unique(path, &kind, &ObjectKey::of(&plan.metadata), |m| {
-                    m.plans.iter().map(|p| ObjectKey::of(&p.metadata)).collect()
-                })?;
+                self.check_unique(path, &kind, &ObjectKey::of(&plan.metadata))?;
                 self.plans.push(plan);
             }
             ("veloflux.io/v1alpha1", "Tenant") => {
                 let tenant: Tenant = typed(doc, &invalid)?;
-                self.check_unique(path, &kind, &ObjectKey::of(&tenant.metadata), |m| {
-                    m.tenants
-                        .iter()
-                        .map(|t| ObjectKey::of(&t.metadata))
-                        .collect()
-                })?;
+                self.check_unique(path, &kind, &ObjectKey::of(&tenant.metadata))?;
                 self.tenants.push(tenant);
             }
             ("veloflux.io/v1alpha1", "Route") => {
@@ -210,12 +205,7 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&route.metadata), |m| {
-                    m.routes
-                        .iter()
-                        .map(|r| ObjectKey::of(&r.metadata))
-                        .collect()
-                })?;
+                self.check_unique(path, &kind, &ObjectKey::of(&route.metadata))?;
                 self.routes.push(route);
             }
             ("veloflux.io/v1alpha1", "DedicatedInstance") => {
@@ -224,12 +214,7 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&instance.metadata), |m| {
-                    m.dedicated
-                        .iter()
-                        .map(|d| ObjectKey::of(&d.metadata))
-                        .collect()
-                })?;
+                self.check_unique(path, &kind, &ObjectKey::of(&instance.metadata))?;
                 self.dedicated.push(instance);
             }
             ("veloflux.io/v1alpha1", other) => {
@@ -241,12 +226,7 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&grant.metadata), |m| {
-                    m.grants
-                        .iter()
-                        .map(|g| ObjectKey::of(&g.metadata))
-                        .collect()
-                })?;
+                self.check_unique(path, &kind, &ObjectKey::of(&grant.metadata))?;
                 self.grants.push(grant);
             }
             ("v1", "Secret") => {
@@ -263,13 +243,7 @@ impl Manifests {
                         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
                     name.clone(),
                 );
-                if self.secrets.contains_key(&key) {
-                    return Err(ManifestError::Duplicate {
-                        path: path.to_path_buf(),
-                        kind,
-                        name: key.to_string(),
-                    });
-                }
+                self.check_unique(path, &kind, &key)?;
                 self.secrets.insert(key, tls_secret(&secret));
             }
             _ => self.skipped.push(format!("{kind} {name}")),
@@ -277,21 +251,53 @@ impl Manifests {
         Ok(())
     }
 
+    /// Adds every object of `other` (one file's objects, say), refusing
+    /// objects already present.
+    pub fn merge(&mut self, path: &Path, other: &Manifests) -> Result<(), ManifestError> {
+        for p in &other.plans {
+            self.check_unique(path, "Plan", &ObjectKey::of(&p.metadata))?;
+            self.plans.push(p.clone());
+        }
+        for t in &other.tenants {
+            self.check_unique(path, "Tenant", &ObjectKey::of(&t.metadata))?;
+            self.tenants.push(t.clone());
+        }
+        for r in &other.routes {
+            self.check_unique(path, "Route", &ObjectKey::of(&r.metadata))?;
+            self.routes.push(r.clone());
+        }
+        for d in &other.dedicated {
+            self.check_unique(path, "DedicatedInstance", &ObjectKey::of(&d.metadata))?;
+            self.dedicated.push(d.clone());
+        }
+        for g in &other.grants {
+            self.check_unique(path, "ReferenceGrant", &ObjectKey::of(&g.metadata))?;
+            self.grants.push(g.clone());
+        }
+        for (key, secret) in &other.secrets {
+            self.check_unique(path, "Secret", key)?;
+            self.secrets.insert(key.clone(), secret.clone());
+        }
+        self.services
+            .extend(other.services.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.skipped.extend(other.skipped.iter().cloned());
+        Ok(())
+    }
+
     fn check_unique(
-        &self,
+        &mut self,
         path: &Path,
         kind: &str,
         key: &ObjectKey,
-        existing: impl Fn(&Self) -> Vec<ObjectKey>,
     ) -> Result<(), ManifestError> {
-        if existing(self).contains(key) {
-            return Err(ManifestError::Duplicate {
-                path: path.to_path_buf(),
-                kind: kind.to_owned(),
-                name: key.to_string(),
-            });
+        if self.seen.insert((kind.to_owned(), key.clone())) {
+            return Ok(());
         }
-        Ok(())
+        Err(ManifestError::Duplicate {
+            path: path.to_path_buf(),
+            kind: kind.to_owned(),
+            name: key.to_string(),
+        })
     }
 }
 

@@ -57,11 +57,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     config.validate()?;
     let dir = config.manifests.clone().context("no manifest folder")?;
     let mut source = ManifestSource::new(&dir);
-    let (changes, _) = source
+    let changes = source
         .load()
         .with_context(|| format!("loading manifests from {}", dir.display()))?;
 
-    let mut metrics = Metrics::new(config.metrics_max_tenants);
+    let mut metrics = Metrics::new(config.metrics_max_tenants, config.metrics_max_routes);
     let store = Arc::new(Store::default());
     metrics.register_collector(Box::new(SnapshotCollector {
         store: Arc::clone(&store),
@@ -251,9 +251,7 @@ async fn watch_manifests(
         match source.poll() {
             Ok(None) => {}
             Ok(Some(changes)) => {
-                if !source.problems.is_empty() {
-                    errors.inc_by(source.problems.len() as u64);
-                }
+                errors.inc_by(source.new_errors as u64);
                 reloader.apply(changes, "manifests");
                 let mut status = (**admin.source.load()).clone();
                 status.problems.clone_from(&source.problems);

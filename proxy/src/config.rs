@@ -83,6 +83,14 @@ pub struct Config {
         value_name = "N"
     )]
     pub metrics_max_tenants: usize,
+    /// Most distinct route labels in metrics; further routes share `other`.
+    #[arg(
+        long,
+        env = "VELOFLUX_METRICS_MAX_ROUTES",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub metrics_max_routes: usize,
     /// Worker threads (default: one per core).
     #[arg(long, env = "VELOFLUX_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,

@@ -81,7 +81,16 @@ pub struct Metrics {
     pub config_errors: Family<SourceLabels, Counter>,
     /// Tenants folded into `other`.
     pub folded_tenants: Gauge,
+    /// Routes folded into `other`.
+    pub folded_routes: Gauge,
     max_tenants: usize,
+    max_routes: usize,
+    #[allow(
+        clippy::disallowed_types,
+        reason = "control path only: taken when a route's handles are built"
+    )]
+    labeled_routes: std::sync::Mutex<HashSet<Arc<str>>>,
+    folded_route_count: AtomicU64,
     #[allow(
         clippy::disallowed_types,
         reason = "control path only: taken when a tenant's handles are built"
@@ -113,9 +122,10 @@ impl RouteMetrics {
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl Metrics {
-    /// Registers every metric; `max_tenants` caps distinct tenant labels.
+    /// Registers every metric; `max_tenants` caps distinct tenant labels,
+    /// `max_routes` distinct route labels.
     #[allow(clippy::disallowed_types, reason = "control path only")]
-    pub fn new(max_tenants: usize) -> Self {
+    pub fn new(max_tenants: usize, max_routes: usize) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RouteLabels, Counter>::default();
         let latency = Family::<TenantLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -128,6 +138,7 @@ impl Metrics {
         let config_updates = Family::<SourceLabels, Counter>::default();
         let config_errors = Family::<SourceLabels, Counter>::default();
         let folded_tenants = Gauge::default();
+        let folded_routes = Gauge::default();
         registry.register(
             "veloflux_requests",
             "Proxied requests by tenant, route and status class",
@@ -173,6 +184,11 @@ impl Metrics {
             "Tenants whose series are folded into tenant=\"other\" by the label cap",
             folded_tenants.clone(),
         );
+        registry.register(
+            "veloflux_metrics_folded_routes",
+            "Routes whose series are folded into route=\"other\" by the label cap",
+            folded_routes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -184,7 +200,11 @@ impl Metrics {
             config_updates,
             config_errors,
             folded_tenants,
+            folded_routes,
             max_tenants,
+            max_routes,
+            labeled_routes: std::sync::Mutex::default(),
+            folded_route_count: AtomicU64::new(0),
             labeled: std::sync::Mutex::default(),
             folded: AtomicU64::new(0),
         }
@@ -217,8 +237,32 @@ impl Metrics {
         OTHER_TENANT.to_owned()
     }
 
+    /// The label to use for `route` of a tenant labelled `tenant_label`:
+    /// `other` for folded tenants and past the route cap.
+    pub fn route_label(&self, tenant_label: &str, route: &str) -> String {
+        if tenant_label == OTHER_TENANT {
+            return OTHER_TENANT.to_owned();
+        }
+        let mut labeled = self
+            .labeled_routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if labeled.contains(route) {
+            return route.to_owned();
+        }
+        if labeled.len() < self.max_routes {
+            labeled.insert(route.into());
+            return route.to_owned();
+        }
+        let folded = self.folded_route_count.fetch_add(1, Ordering::Relaxed) + 1;
+        self.folded_routes
+            .set(i64::try_from(folded).unwrap_or(i64::MAX));
+        OTHER_TENANT.to_owned()
+    }
+
     /// Handles for one route of a tenant whose label is `tenant_label`.
     pub fn route(&self, tenant_label: &str, route: &str) -> RouteMetrics {
+        let route = &self.route_label(tenant_label, route);
         let labels = |class| RouteLabels {
             tenant: tenant_label.to_owned(),
             route: route.to_owned(),
@@ -259,7 +303,7 @@ mod tests {
 
     #[test]
     fn tenants_past_the_cap_fold_into_other_and_are_counted() {
-        let m = Metrics::new(2);
+        let m = Metrics::new(2, 100);
         assert_eq!(m.tenant_label("a"), "a");
         assert_eq!(m.tenant_label("b"), "b");
         assert_eq!(m.tenant_label("a"), "a");
@@ -268,11 +312,21 @@ mod tests {
         assert_eq!(m.folded_tenants.get(), 2);
         let text = m.encode().unwrap();
         assert!(text.contains("veloflux_metrics_folded_tenants 2"), "{text}");
+        // A folded tenant's routes fold too.
+        assert_eq!(m.route_label(OTHER_TENANT, "c/web"), OTHER_TENANT);
+    }
+
+    #[test]
+    fn routes_past_the_cap_fold_into_other() {
+        let m = Metrics::new(10, 1);
+        assert_eq!(m.route_label("a", "a/one"), "a/one");
+        assert_eq!(m.route_label("a", "a/two"), OTHER_TENANT);
+        assert_eq!(m.folded_routes.get(), 1);
     }
 
     #[test]
     fn route_handles_count_by_status_class() {
-        let m = Metrics::new(10);
+        let m = Metrics::new(10, 100);
         let r = m.route("acme", "acme/web");
         r.count_status(200);
         r.count_status(204);

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::endpoint::EndpointRegistry;
 use crate::health::HealthChecker;
 use crate::metrics::{Metrics, SourceLabels};
-use crate::router::{BuildContext, ClientCache, build_tenant};
+use crate::router::{BuildContext, ClientCache, TenantRuntime, build_tenant};
 use crate::snapshot::Store;
 use crate::source::TenantChange;
 
@@ -42,24 +42,25 @@ impl Reloader {
         }
     }
 
-    /// Applies changes from `source`; returns how many were applied.
+    /// Applies changes from `source` in one snapshot swap; returns how many
+    /// were applied. A tenant that fails to compile keeps its last good routing.
     pub fn apply(&self, changes: Vec<TenantChange>, source: &'static str) -> usize {
         let labels = SourceLabels { source };
         let updates: Counter = self.metrics.config_updates.get_or_create(&labels).clone();
         let errors: Counter = self.metrics.config_errors.get_or_create(&labels).clone();
-        let mut applied = 0;
+        let started = Instant::now();
+        let ctx = BuildContext {
+            endpoints: &self.endpoints,
+            metrics: &self.metrics,
+            clients: &self.clients,
+        };
+        let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
+            Vec::with_capacity(changes.len());
         for (tenant, config) in changes {
-            let started = Instant::now();
-            let old = self.store.load().tenant(&tenant).cloned();
-            let new = match config {
+            let runtime = match config {
                 None => None,
                 Some(config) => {
                     let revision = config.revision;
-                    let ctx = BuildContext {
-                        endpoints: &self.endpoints,
-                        metrics: &self.metrics,
-                        clients: &self.clients,
-                    };
                     match build_tenant(config, ctx) {
                         Ok(runtime) => Some(Arc::new(runtime)),
                         Err(err) => {
@@ -70,20 +71,36 @@ impl Reloader {
                     }
                 }
             };
-            self.store.set_tenant(&tenant, new.clone());
-            self.health.update_tenant(old.as_deref(), new.as_deref());
-            let elapsed = started.elapsed();
-            self.metrics.reload_seconds.observe(elapsed.as_secs_f64());
-            updates.inc();
-            applied += 1;
-            info!(
+            built.push((tenant, runtime));
+        }
+        if built.is_empty() {
+            return 0;
+        }
+        let before = self.store.load();
+        self.store
+            .set_tenants(built.iter().map(|(id, rt)| (id.as_str(), rt.clone())));
+        let elapsed = started.elapsed();
+        for (tenant, new) in &built {
+            self.health
+                .update_tenant(before.tenant(tenant).map(|o| &**o), new.as_deref());
+            debug!(
                 tenant_id = %tenant,
                 revision = new.as_ref().map_or(0, |t| t.config.revision),
                 removed = new.is_none(),
-                apply_us = elapsed.as_micros() as u64,
                 "Tenant config applied"
             );
         }
-        applied
+        let per_tenant = elapsed.as_secs_f64() / built.len() as f64;
+        for _ in &built {
+            self.metrics.reload_seconds.observe(per_tenant);
+        }
+        updates.inc_by(built.len() as u64);
+        info!(
+            source,
+            tenants = built.len(),
+            apply_us = elapsed.as_micros() as u64,
+            "Config changes applied"
+        );
+        built.len()
     }
 }

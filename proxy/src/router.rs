@@ -344,7 +344,7 @@ pub struct TenantRuntime {
     /// The config it was built from.
     pub config: Arc<TenantConfig>,
     /// Hosts and their entries.
-    pub hosts: Box<[(Box<str>, Arc<HostEntry>)]>,
+    pub hosts: Box<[(Arc<str>, Arc<HostEntry>)]>,
     /// Routes, oldest first.
     pub routes: Box<[Arc<RouteRuntime>]>,
 }
@@ -418,7 +418,7 @@ pub fn build_tenant(
     let suspended_hits = ctx
         .metrics
         .local_response(&tenant_label, "tenant_suspended");
-    let mut hosts: Vec<(Box<str>, Arc<HostEntry>)> = by_host
+    let mut hosts: Vec<(Arc<str>, Arc<HostEntry>)> = by_host
         .into_iter()
         .map(|(host, mut candidates)| {
             candidates.sort_by_key(|c| {
@@ -442,7 +442,7 @@ pub fn build_tenant(
                 certificate: certificates.get(host).cloned(),
                 candidates: candidates.into(),
             };
-            (Box::<str>::from(host), Arc::new(entry))
+            (Arc::<str>::from(host), Arc::new(entry))
         })
         .collect();
     hosts.sort_by(|a, b| a.0.cmp(&b.0));

@@ -32,7 +32,7 @@ fn shard_of(key: &str) -> usize {
 /// An immutable routing table.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    hosts: Box<[Shard<Box<str>, Arc<HostEntry>>]>,
+    hosts: Box<[Shard<Arc<str>, Arc<HostEntry>>]>,
     tenants: Box<[Shard<Arc<str>, Arc<TenantRuntime>>]>,
     tenant_count: usize,
     host_count: usize,
@@ -121,33 +121,48 @@ impl Snapshot {
     /// A copy with `id` replaced by `tenant` (or removed when `None`).
     #[must_use]
     pub fn with_tenant(&self, id: &str, tenant: Option<Arc<TenantRuntime>>) -> Self {
+        self.with_tenants([(id, tenant)])
+    }
+
+    /// A copy with several tenants replaced or removed. Each shard is copied
+    /// at most once, however many of the changes touch it.
+    #[must_use]
+    pub fn with_tenants<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, Option<Arc<TenantRuntime>>)>,
+    ) -> Self {
         let mut next = self.clone();
-        let old = self.tenant(id).cloned();
-        // Remove the old tenant's hosts (only those still pointing at it).
-        if let Some(old) = &old {
-            for (host, _) in old.hosts.iter() {
-                let shard = Arc::make_mut(&mut next.hosts[shard_of(host)]);
-                if shard.get(host).is_some_and(|e| &*e.tenant == id) {
-                    shard.remove(host);
-                    next.host_count -= 1;
-                }
-            }
-            Arc::make_mut(&mut next.tenants[shard_of(id)]).remove(id);
-            next.tenant_count -= 1;
-        }
-        if let Some(tenant) = tenant {
-            for (host, entry) in tenant.hosts.iter() {
-                let shard = Arc::make_mut(&mut next.hosts[shard_of(host)]);
-                if shard.insert(host.clone(), Arc::clone(entry)).is_none() {
-                    next.host_count += 1;
-                }
-            }
-            Arc::make_mut(&mut next.tenants[shard_of(id)]).insert(Arc::clone(&tenant.id), tenant);
-            next.tenant_count += 1;
+        for (id, tenant) in changes {
+            next.replace(id, tenant);
         }
         #[cfg(debug_assertions)]
         next.check_invariants();
         next
+    }
+
+    fn replace(&mut self, id: &str, tenant: Option<Arc<TenantRuntime>>) {
+        // Remove the old tenant's hosts (only those still pointing at it).
+        if let Some(old) = self.tenant(id).cloned() {
+            for (host, _) in old.hosts.iter() {
+                let shard = Arc::make_mut(&mut self.hosts[shard_of(host)]);
+                if shard.get(&**host).is_some_and(|e| &*e.tenant == id) {
+                    shard.remove(&**host);
+                    self.host_count -= 1;
+                }
+            }
+            Arc::make_mut(&mut self.tenants[shard_of(id)]).remove(id);
+            self.tenant_count -= 1;
+        }
+        if let Some(tenant) = tenant {
+            for (host, entry) in tenant.hosts.iter() {
+                let shard = Arc::make_mut(&mut self.hosts[shard_of(host)]);
+                if shard.insert(Arc::clone(host), Arc::clone(entry)).is_none() {
+                    self.host_count += 1;
+                }
+            }
+            Arc::make_mut(&mut self.tenants[shard_of(id)]).insert(Arc::clone(&tenant.id), tenant);
+            self.tenant_count += 1;
+        }
     }
 
     #[cfg(debug_assertions)]
@@ -189,11 +204,19 @@ impl Store {
 
     /// Replaces (or with `None` removes) one tenant.
     pub fn set_tenant(&self, id: &str, tenant: Option<Arc<TenantRuntime>>) {
+        self.set_tenants([(id, tenant)]);
+    }
+
+    /// Replaces or removes several tenants in one swap.
+    pub fn set_tenants<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, Option<Arc<TenantRuntime>>)>,
+    ) {
         let _guard = self
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = self.current.load().with_tenant(id, tenant);
+        let next = self.current.load().with_tenants(changes);
         self.current.store(Arc::new(next));
     }
 }

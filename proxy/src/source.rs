@@ -29,8 +29,10 @@ struct Stamp {
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
-    /// Last good documents of the file.
-    docs: Vec<Value>,
+    /// Last good objects of the file.
+    objects: Manifests,
+    /// Why the file's current content is not in use.
+    error: Option<String>,
 }
 
 /// Why a folder could not be read at all.
@@ -56,8 +58,10 @@ pub struct ManifestSource {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     current: BTreeMap<String, Arc<TenantConfig>>,
-    /// Problems of the last poll, for `/readyz`.
+    /// Current problems (files not in use and why), for `/readyz`.
     pub problems: Vec<String>,
+    /// Problems first seen by the last poll, for the error counter.
+    pub new_errors: usize,
 }
 
 impl ManifestSource {
@@ -68,6 +72,7 @@ impl ManifestSource {
             files: BTreeMap::new(),
             current: BTreeMap::new(),
             problems: Vec::new(),
+            new_errors: 0,
         }
     }
 
@@ -82,21 +87,74 @@ impl ManifestSource {
     }
 
     /// The first load: any invalid file is an error (nothing to fall back to).
-    pub fn load(&mut self) -> Result<(Vec<TenantChange>, Manifests), SourceError> {
-        let manifests = Manifests::load_dir(&self.dir)?;
-        for path in manifest_files(&self.dir).map_err(|source| SourceError::Folder {
+    /// Files are read and parsed on all cores; objects are added in file order.
+    pub fn load(&mut self) -> Result<Vec<TenantChange>, SourceError> {
+        let paths = manifest_files(&self.dir).map_err(|source| SourceError::Folder {
             path: self.dir.clone(),
             source,
-        })? {
-            let stamp = stamp(&path).unwrap_or(Stamp {
-                modified: None,
-                len: 0,
-            });
-            let docs = parse_file(&path)?;
-            self.files.insert(path, FileState { stamp, docs });
+        })?;
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8);
+        let chunk = paths.len().div_ceil(workers).max(1);
+        type Parsed = (PathBuf, Stamp, Result<Manifests, ManifestError>);
+        let parsed: Vec<Parsed> = std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|p| {
+                                let stamp = stamp(p).unwrap_or(Stamp {
+                                    modified: None,
+                                    len: 0,
+                                });
+                                (p.clone(), stamp, parse_file(p))
+                            })
+                            .collect::<Vec<Parsed>>()
+                    })
+                })
+                .collect();
+            // A parser thread that panicked loses nothing silently: its files are reported.
+            handles
+                .into_iter()
+                .zip(paths.chunks(chunk))
+                .flat_map(|(h, part)| {
+                    h.join().unwrap_or_else(|_| {
+                        part.iter()
+                            .map(|p| {
+                                let message = "parser failed on this file".to_owned();
+                                (
+                                    p.clone(),
+                                    Stamp {
+                                        modified: None,
+                                        len: 0,
+                                    },
+                                    Err(ManifestError::Yaml {
+                                        path: p.clone(),
+                                        message,
+                                    }),
+                                )
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        });
+        let mut manifests = Manifests::default();
+        for (path, stamp, objects) in parsed {
+            let objects = objects?;
+            manifests.merge(&path, &objects)?;
+            self.files.insert(
+                path,
+                FileState {
+                    stamp,
+                    objects,
+                    error: None,
+                },
+            );
         }
-        let changes = self.diff(&manifests);
-        Ok((changes, manifests))
+        Ok(self.diff(&manifests))
     }
 
     /// Re-reads changed files; returns the tenants whose config changed, or
@@ -108,7 +166,7 @@ impl ManifestSource {
         })?;
         let mut changed =
             paths.len() != self.files.len() || paths.iter().any(|p| !self.files.contains_key(p));
-        let mut problems = Vec::new();
+        let mut new_errors = 0;
         let mut next: BTreeMap<PathBuf, FileState> = BTreeMap::new();
         for path in paths {
             let Some(stamp) = stamp(&path) else { continue };
@@ -122,16 +180,30 @@ impl ManifestSource {
             };
             changed = true;
             match parse_file(&path) {
-                Ok(docs) => {
-                    next.insert(path, FileState { stamp, docs });
+                Ok(objects) => {
+                    next.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            objects,
+                            error: None,
+                        },
+                    );
                 }
                 Err(err) => {
                     warn!(file = %path.display(), error = %err, "Invalid manifest file; keeping its last good version");
-                    problems.push(err.to_string());
+                    new_errors += 1;
                     // Keep the last good documents (none for a new file) but
                     // remember the stamp, so the error is reported once.
-                    let docs = old.map(|o| o.docs).unwrap_or_default();
-                    next.insert(path, FileState { stamp, docs });
+                    let objects = old.map(|o| o.objects).unwrap_or_default();
+                    next.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            objects,
+                            error: Some(err.to_string()),
+                        },
+                    );
                 }
             }
         }
@@ -139,15 +211,20 @@ impl ManifestSource {
             return Ok(None);
         }
         self.files = next;
+        self.new_errors = new_errors;
+        let mut problems: Vec<String> = self
+            .files
+            .values()
+            .filter_map(|f| f.error.clone())
+            .collect();
         let mut manifests = Manifests::default();
         for (path, file) in &self.files {
-            for (i, doc) in file.docs.iter().enumerate() {
-                if let Err(err) = manifests.add_document(path, i + 1, doc.clone()) {
-                    warn!(error = %err, "Manifests conflict; keeping the last good configuration");
-                    problems.push(err.to_string());
-                    self.problems = problems;
-                    return Ok(Some(Vec::new()));
-                }
+            if let Err(err) = manifests.merge(path, &file.objects) {
+                warn!(error = %err, "Manifests conflict; keeping the last good configuration");
+                problems.push(err.to_string());
+                self.new_errors += 1;
+                self.problems = problems;
+                return Ok(Some(Vec::new()));
             }
         }
         self.problems = problems;
@@ -204,18 +281,22 @@ impl ManifestSource {
     }
 }
 
-/// Parses and type-checks one file.
-fn parse_file(path: &Path) -> Result<Vec<Value>, ManifestError> {
+/// The YAML documents of one file.
+fn read_documents(path: &Path) -> Result<Vec<Value>, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let docs = veloflux_crds::manifest::documents(path, &text)?;
-    let mut scratch = Manifests::default();
-    for (i, doc) in docs.iter().enumerate() {
-        scratch.add_document(path, i + 1, doc.clone())?;
+    veloflux_crds::manifest::documents(path, &text)
+}
+
+/// Parses and type-checks one file on its own.
+fn parse_file(path: &Path) -> Result<Manifests, ManifestError> {
+    let mut objects = Manifests::default();
+    for (i, doc) in read_documents(path)?.into_iter().enumerate() {
+        objects.add_document(path, i + 1, doc)?;
     }
-    Ok(docs)
+    Ok(objects)
 }
 
 fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -60,7 +60,7 @@ spec:
     let config = Arc::new(manifests.resolve().configs.remove("acme").unwrap());
     let (endpoints, metrics, clients) = (
         EndpointRegistry::default(),
-        Metrics::new(10),
+        Metrics::new(10, 100),
         ClientCache::default(),
     );
     let tenant = build_tenant(

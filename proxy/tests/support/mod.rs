@@ -257,6 +257,7 @@ pub fn config(dir: &Path) -> Config {
         shutdown_grace: Duration::from_secs(5),
         poll_interval: Duration::from_millis(50),
         metrics_max_tenants: 100,
+        metrics_max_routes: 1000,
         worker_threads: None,
     }
 }
