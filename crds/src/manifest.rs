@@ -251,37 +251,73 @@ impl Manifests {
         Ok(())
     }
 
-    /// Adds every object of `other` (one file's objects, say), refusing
-    /// objects already present.
-    pub fn merge(&mut self, path: &Path, other: &Manifests) -> Result<(), ManifestError> {
-        for p in &other.plans {
-            self.check_unique(path, "Plan", &ObjectKey::of(&p.metadata))?;
-            self.plans.push(p.clone());
+    /// The `(kind, key)` of every object held.
+    pub fn keys(&self) -> Vec<(String, ObjectKey)> {
+        let mut keys: Vec<_> = self.seen.iter().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Moves every object of `other` in, all or nothing: if any of them is
+    /// already present, nothing changes and the duplicate is reported.
+    /// Returns the `(kind, key)` of the objects added.
+    pub fn absorb(
+        &mut self,
+        path: &Path,
+        other: Manifests,
+    ) -> Result<Vec<(String, ObjectKey)>, ManifestError> {
+        if let Some((kind, key)) = other.seen.iter().find(|k| self.seen.contains(*k)) {
+            return Err(ManifestError::Duplicate {
+                path: path.to_path_buf(),
+                kind: kind.clone(),
+                name: key.to_string(),
+            });
         }
-        for t in &other.tenants {
-            self.check_unique(path, "Tenant", &ObjectKey::of(&t.metadata))?;
-            self.tenants.push(t.clone());
+        let keys = other.keys();
+        self.seen.extend(other.seen);
+        self.plans.extend(other.plans);
+        self.tenants.extend(other.tenants);
+        self.routes.extend(other.routes);
+        self.dedicated.extend(other.dedicated);
+        self.grants.extend(other.grants);
+        self.secrets.extend(other.secrets);
+        self.services.extend(other.services);
+        Ok(keys)
+    }
+
+    /// Removes the objects `keys` names and returns them.
+    pub fn take(&mut self, keys: &[(String, ObjectKey)]) -> Manifests {
+        fn split<T>(items: &mut Vec<T>, take: impl Fn(&T) -> bool) -> Vec<T> {
+            let (out, keep): (Vec<T>, Vec<T>) =
+                std::mem::take(items).into_iter().partition(|x| take(x));
+            *items = keep;
+            out
         }
-        for r in &other.routes {
-            self.check_unique(path, "Route", &ObjectKey::of(&r.metadata))?;
-            self.routes.push(r.clone());
+        let wanted: std::collections::HashSet<&(String, ObjectKey)> = keys.iter().collect();
+        let is = |kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            wanted.contains(&(kind.to_owned(), ObjectKey::of(meta)))
+        };
+        let mut taken = Manifests {
+            plans: split(&mut self.plans, |x| is("Plan", &x.metadata)),
+            tenants: split(&mut self.tenants, |x| is("Tenant", &x.metadata)),
+            routes: split(&mut self.routes, |x| is("Route", &x.metadata)),
+            dedicated: split(&mut self.dedicated, |x| {
+                is("DedicatedInstance", &x.metadata)
+            }),
+            grants: split(&mut self.grants, |x| is("ReferenceGrant", &x.metadata)),
+            ..Manifests::default()
+        };
+        for (kind, key) in keys {
+            if kind == "Secret"
+                && let Some(secret) = self.secrets.remove(key)
+            {
+                taken.secrets.insert(key.clone(), secret);
+            }
+            if self.seen.remove(&(kind.clone(), key.clone())) {
+                taken.seen.insert((kind.clone(), key.clone()));
+            }
         }
-        for d in &other.dedicated {
-            self.check_unique(path, "DedicatedInstance", &ObjectKey::of(&d.metadata))?;
-            self.dedicated.push(d.clone());
-        }
-        for g in &other.grants {
-            self.check_unique(path, "ReferenceGrant", &ObjectKey::of(&g.metadata))?;
-            self.grants.push(g.clone());
-        }
-        for (key, secret) in &other.secrets {
-            self.check_unique(path, "Secret", key)?;
-            self.secrets.insert(key.clone(), secret.clone());
-        }
-        self.services
-            .extend(other.services.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.skipped.extend(other.skipped.iter().cloned());
-        Ok(())
+        taken
     }
 
     fn check_unique(

@@ -144,3 +144,36 @@ fn missing_folder_is_an_io_error() {
     let err = Manifests::load_dir(Path::new("/nonexistent/veloflux")).unwrap_err();
     assert!(matches!(err, ManifestError::Io { .. }), "{err}");
 }
+
+#[test]
+fn absorb_is_all_or_nothing_and_take_returns_what_it_removes() {
+    let dir = TempDir::new("absorb");
+    dir.write("a.yaml", PLAN).write(
+        "b.yaml",
+        &format!("{PLAN}---\napiVersion: veloflux.io/v1alpha1\nkind: Tenant\nmetadata: {{name: t}}\nspec: {{planRef: p}}\n"),
+    );
+    let mut a = Manifests::default();
+    a.add_yaml(Path::new("a.yaml"), PLAN).unwrap();
+    let mut combined = Manifests::default();
+    let keys = combined.absorb(Path::new("a.yaml"), a.clone()).unwrap();
+    assert_eq!(keys.len(), 1);
+    let mut b = Manifests::default();
+    b.add_yaml(
+        Path::new("b.yaml"),
+        &std::fs::read_to_string(dir.path().join("b.yaml")).unwrap(),
+    )
+    .unwrap();
+    let err = combined.absorb(Path::new("b.yaml"), b).unwrap_err();
+    assert!(matches!(err, ManifestError::Duplicate { .. }), "{err}");
+    assert!(
+        combined.tenants.is_empty(),
+        "nothing of a refused file is kept"
+    );
+    let taken = combined.take(&keys);
+    assert_eq!(taken.plans.len(), 1);
+    assert!(combined.plans.is_empty() && combined.keys().is_empty());
+    assert!(
+        combined.absorb(Path::new("a.yaml"), taken).is_ok(),
+        "taken objects can come back"
+    );
+}

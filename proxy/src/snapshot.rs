@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use crate::router::{HostEntry, TenantRuntime};
 
 /// Number of shards of each map.
-const SHARDS: usize = 64;
+const SHARDS: usize = 512;
 
 type Shard<K, V> = Arc<HashMap<K, V>>;
 

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tracing::{info, warn};
 use veloflux_crds::manifest::{ManifestError, Manifests};
+use veloflux_crds::resolve::ObjectKey;
 use veloflux_crds::{ConditionStatus, ConditionType, TenantConfig};
 
 /// A tenant whose config changed: the new config, or `None` when it is gone.
@@ -29,8 +30,8 @@ struct Stamp {
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
-    /// Last good objects of the file.
-    objects: Manifests,
+    /// The objects this file contributes to the combined set.
+    keys: Vec<(String, ObjectKey)>,
     /// Why the file's current content is not in use.
     error: Option<String>,
 }
@@ -57,6 +58,8 @@ pub enum SourceError {
 pub struct ManifestSource {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// Every file's last good objects, together.
+    combined: Manifests,
     current: BTreeMap<String, Arc<TenantConfig>>,
     /// Current problems (files not in use and why), for `/readyz`.
     pub problems: Vec<String>,
@@ -70,6 +73,7 @@ impl ManifestSource {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
+            combined: Manifests::default(),
             current: BTreeMap::new(),
             problems: Vec::new(),
             new_errors: 0,
@@ -89,10 +93,7 @@ impl ManifestSource {
     /// The first load: any invalid file is an error (nothing to fall back to).
     /// Files are read and parsed on all cores; objects are added in file order.
     pub fn load(&mut self) -> Result<Vec<TenantChange>, SourceError> {
-        let paths = manifest_files(&self.dir).map_err(|source| SourceError::Folder {
-            path: self.dir.clone(),
-            source,
-        })?;
+        let paths = self.paths()?;
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(8);
@@ -105,11 +106,14 @@ impl ManifestSource {
                     scope.spawn(move || {
                         part.iter()
                             .map(|p| {
-                                let stamp = stamp(p).unwrap_or(Stamp {
-                                    modified: None,
-                                    len: 0,
-                                });
-                                (p.clone(), stamp, parse_file(p))
+                                (
+                                    p.clone(),
+                                    stamp(p).unwrap_or(Stamp {
+                                        modified: None,
+                                        len: 0,
+                                    }),
+                                    parse_file(p),
+                                )
                             })
                             .collect::<Vec<Parsed>>()
                     })
@@ -141,99 +145,105 @@ impl ManifestSource {
                 })
                 .collect()
         });
-        let mut manifests = Manifests::default();
         for (path, stamp, objects) in parsed {
-            let objects = objects?;
-            manifests.merge(&path, &objects)?;
+            let keys = self.combined.absorb(&path, objects?)?;
             self.files.insert(
                 path,
                 FileState {
                     stamp,
-                    objects,
+                    keys,
                     error: None,
                 },
             );
         }
-        Ok(self.diff(&manifests))
+        Ok(self.diff())
     }
 
     /// Re-reads changed files; returns the tenants whose config changed, or
     /// `None` when no file changed.
     pub fn poll(&mut self) -> Result<Option<Vec<TenantChange>>, SourceError> {
-        let paths = manifest_files(&self.dir).map_err(|source| SourceError::Folder {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let mut changed =
-            paths.len() != self.files.len() || paths.iter().any(|p| !self.files.contains_key(p));
-        let mut new_errors = 0;
-        let mut next: BTreeMap<PathBuf, FileState> = BTreeMap::new();
+        let paths = self.paths()?;
+        let mut changed = false;
+        self.new_errors = 0;
+        // Files that disappeared take their objects with them.
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| paths.binary_search(p).is_err())
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(file) = self.files.remove(&path) {
+                drop(self.combined.take(&file.keys));
+                changed = true;
+            }
+        }
         for path in paths {
             let Some(stamp) = stamp(&path) else { continue };
-            let old = self.files.remove(&path);
-            let old = match old {
-                Some(o) if o.stamp == stamp => {
-                    next.insert(path, o);
-                    continue;
-                }
-                other => other,
-            };
+            if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
             changed = true;
-            match parse_file(&path) {
+            let old_keys = self
+                .files
+                .get(&path)
+                .map(|f| f.keys.clone())
+                .unwrap_or_default();
+            let state = match parse_file(&path) {
                 Ok(objects) => {
-                    next.insert(
-                        path,
-                        FileState {
+                    let old = self.combined.take(&old_keys);
+                    match self.combined.absorb(&path, objects) {
+                        Ok(keys) => FileState {
                             stamp,
-                            objects,
+                            keys,
                             error: None,
                         },
-                    );
+                        Err(err) => {
+                            // Conflicts with another file: put the last good version back.
+                            let keys = self.combined.absorb(&path, old).unwrap_or_default();
+                            warn!(file = %path.display(), error = %err, "Manifest conflicts with another file; keeping its last good version");
+                            self.new_errors += 1;
+                            FileState {
+                                stamp,
+                                keys,
+                                error: Some(err.to_string()),
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
                     warn!(file = %path.display(), error = %err, "Invalid manifest file; keeping its last good version");
-                    new_errors += 1;
-                    // Keep the last good documents (none for a new file) but
-                    // remember the stamp, so the error is reported once.
-                    let objects = old.map(|o| o.objects).unwrap_or_default();
-                    next.insert(
-                        path,
-                        FileState {
-                            stamp,
-                            objects,
-                            error: Some(err.to_string()),
-                        },
-                    );
+                    self.new_errors += 1;
+                    FileState {
+                        stamp,
+                        keys: old_keys,
+                        error: Some(err.to_string()),
+                    }
                 }
-            }
+            };
+            self.files.insert(path, state);
         }
         if !changed {
             return Ok(None);
         }
-        self.files = next;
-        self.new_errors = new_errors;
-        let mut problems: Vec<String> = self
+        self.problems = self
             .files
             .values()
             .filter_map(|f| f.error.clone())
             .collect();
-        let mut manifests = Manifests::default();
-        for (path, file) in &self.files {
-            if let Err(err) = manifests.merge(path, &file.objects) {
-                warn!(error = %err, "Manifests conflict; keeping the last good configuration");
-                problems.push(err.to_string());
-                self.new_errors += 1;
-                self.problems = problems;
-                return Ok(Some(Vec::new()));
-            }
-        }
-        self.problems = problems;
-        Ok(Some(self.diff(&manifests)))
+        Ok(Some(self.diff()))
+    }
+
+    fn paths(&self) -> Result<Vec<PathBuf>, SourceError> {
+        manifest_files(&self.dir).map_err(|source| SourceError::Folder {
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// Resolves and returns the tenants whose compiled config differs.
-    fn diff(&mut self, manifests: &Manifests) -> Vec<TenantChange> {
-        let resolution = manifests.resolve();
+    fn diff(&mut self) -> Vec<TenantChange> {
+        let resolution = self.combined.resolve();
         for (key, outcome) in &resolution.routes {
             for c in &outcome.conditions {
                 if c.status != ConditionStatus::True && c.type_ != ConditionType::Ready {

@@ -187,3 +187,58 @@ async fn an_invalid_first_load_fails_before_binding() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_file_removes_its_objects_and_a_conflicting_file_is_refused() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let folder = Folder::new("files");
+    folder.write("00-tenants.yaml", &plan_and_tenant());
+    folder.write(
+        "one.yaml",
+        &route("web", "web.acme.test", &[&a], "roundRobin", ""),
+    );
+    folder.write(
+        "two.yaml",
+        &route("api", "api.acme.test", &[&b], "roundRobin", ""),
+    );
+    let proxy = start_proxy(folder.path()).await;
+    let (p, admin) = (proxy.listen, proxy.admin);
+    assert_eq!(get(&client(), p, "api.acme.test", "/").await.status, 200);
+
+    // A second file defining Route acme/web again is refused; the first keeps serving.
+    folder.write(
+        "three.yaml",
+        &route("web", "other.acme.test", &[&b], "roundRobin", ""),
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            get(&client(), admin, "admin", "/readyz")
+                .await
+                .body
+                .contains("defined twice")
+        })
+        .await
+    );
+    assert_eq!(
+        backend_of(&get(&client(), p, "web.acme.test", "/").await),
+        "a"
+    );
+    assert_eq!(get(&client(), p, "other.acme.test", "/").await.status, 404);
+
+    // Deleting a file removes what it defined.
+    std::fs::remove_file(folder.path().join("two.yaml")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || get(
+            &client(),
+            p,
+            "api.acme.test",
+            "/"
+        )
+        .await
+        .status
+            == 404)
+        .await
+    );
+    assert_eq!(get(&client(), p, "web.acme.test", "/").await.status, 200);
+    proxy.shutdown().await;
+}
