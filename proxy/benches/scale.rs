@@ -18,7 +18,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use veloflux_proxy::config::Config;
 use veloflux_proxy::router::{BuildContext, build_tenant};
 use veloflux_proxy::snapshot::normalize_host;
 
@@ -35,15 +34,6 @@ fn tenant_file(i: usize, routes: usize, version: usize) -> String {
         );
     }
     text
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {
@@ -64,62 +54,120 @@ fn main() {
     for i in 0..tenants {
         std::fs::write(dir.join(format!("t{i:06}.yaml")), tenant_file(i, routes, 0)).unwrap();
     }
-    let rss_before = rss_mib();
 
+    // Process-level figures from the real binary: cold start to ready, memory.
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (listen, admin) = (free_port(), free_port());
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veloflux-proxy"))
+        .args([
+            "--manifests",
+            dir.to_str().unwrap(),
+            "--access-log",
+            "false",
+            "--log",
+            "warn",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .args(["--poll-interval", "100ms"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready =
+        |path: &str| http_get(admin, "admin", path).is_some_and(|(status, _)| status == 200);
+    while !ready("/readyz") {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cold_start = started.elapsed();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let mem = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    let (rss, peak) = (mem("VmRSS:"), mem("VmHWM:"));
+
+    // End to end: rewrite one tenant's file (new host) until the proxy serves it.
+    let changed = tenants / 2;
+    let t = Instant::now();
+    let text = tenant_file(changed, routes, 7).replace(
+        &format!("r0.t{changed}.example\""),
+        &format!("new.t{changed}.example\""),
+    );
+    std::fs::write(dir.join(format!("t{changed:06}.yaml")), text).unwrap();
+    let new_host = format!("new.t{changed}.example");
+    while http_get(listen, &new_host, "/").is_none_or(|(status, _)| status == 404) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let file_to_served = t.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    println!(
+        "tenants={tenants} routes={} ({} documents)",
+        tenants * routes,
+        tenants * (routes + 1) + 1
+    );
+    println!(
+        "binary: cold_start_to_ready_ms={:.0} rss_mib={rss:.0} peak_rss_mib={peak:.0}",
+        cold_start.as_secs_f64() * 1000.0
+    );
+    println!(
+        "binary: file_write_to_served_ms={:.0} (includes the 100 ms poll and re-resolving the whole folder)",
+        file_to_served.as_secs_f64() * 1000.0
+    );
+
+    // In-process figures: phases, lookup and apply costs.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let config = Config {
-            manifests: Some(dir.clone()),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            tls_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            redis: None,
-            state_dir: None,
-            demo_backends: false,
-            access_log: false,
-            log: "warn".into(),
-            shutdown_grace: Duration::from_secs(1),
-            poll_interval: Duration::from_millis(100),
-            metrics_max_tenants: 1000,
-            metrics_max_routes: 10_000,
-            worker_threads: Some(1),
-        };
-        // Phases, measured apart: read + parse + resolve the folder.
         let t = Instant::now();
-        let mut probe = veloflux_proxy::source::ManifestSource::new(&dir);
-        let probe_changes = probe.load().unwrap();
+        let mut source = veloflux_proxy::source::ManifestSource::new(&dir);
+        let changes = source.load().unwrap();
         let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let reloader = veloflux_proxy::reload::Reloader::new(
+            Arc::new(veloflux_proxy::snapshot::Store::default()),
+            Arc::new(veloflux_proxy::metrics::Metrics::new(1000, 10_000)),
+        );
         let t = Instant::now();
-        let docs: usize = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-            .map(|text| veloflux_crds::manifest::documents(std::path::Path::new("x"), &text).unwrap().len())
-            .sum();
-        let yaml_ms = t.elapsed().as_secs_f64() * 1000.0;
-        drop((probe, probe_changes));
-        println!("phase_load_folder_ms={load_ms:.1} (of which reading + YAML parsing {yaml_ms:.1} for {docs} documents)");
-
-        let started = Instant::now();
-        let running = veloflux_proxy::app::start(config).await.unwrap();
-        let cold_start = started.elapsed();
-        let snapshot = running.reloader.store.load();
+        reloader.apply(changes, "manifests");
+        let compile_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let snapshot = reloader.store.load();
         assert_eq!(snapshot.tenant_count(), tenants);
-        let rss = rss_mib();
+        println!(
+            "phases: read+parse+resolve_folder_ms={load_ms:.0} compile+swap_all_ms={compile_ms:.0}"
+        );
 
-        // The fleet path: start from compiled JSON documents (what a proxy reads
-        // from the config store), parse and compile them into a fresh table.
-        let docs: Vec<String> = snapshot.tenants().map(|t| t.config.to_json().unwrap()).collect();
-        let t = Instant::now();
+        // The fleet path: compiled JSON documents (what a proxy reads from the
+        // config store) parsed and compiled into a fresh table.
+        let docs: Vec<String> = snapshot
+            .tenants()
+            .map(|t| t.config.to_json().unwrap())
+            .collect();
         let fresh = veloflux_proxy::reload::Reloader::new(
             Arc::new(veloflux_proxy::snapshot::Store::default()),
             Arc::new(veloflux_proxy::metrics::Metrics::new(1000, 10_000)),
         );
+        let t = Instant::now();
         let changes: Vec<_> = docs
             .iter()
             .map(|d| {
@@ -128,8 +176,10 @@ fn main() {
             })
             .collect();
         fresh.apply(changes, "manifests");
-        let json_start_ms = t.elapsed().as_secs_f64() * 1000.0;
-        assert_eq!(fresh.store.load().tenant_count(), tenants);
+        println!(
+            "phases: start_from_compiled_json_ms={:.0}",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
         drop(fresh);
 
         // Host lookups: normalise + exact-or-wildcard lookup, as a request does.
@@ -146,86 +196,47 @@ fn main() {
         }
         let lookup_ns = t.elapsed().as_nanos() as f64 / lookups as f64;
         assert_eq!(found, lookups);
+
         // One tenant changed: compile + swap, measured directly.
-        let changed = tenants / 2;
+        let id = format!("t{}", tenants / 3);
         let mut apply_us = Vec::new();
-        for version in 1..=500 {
-            let mut config = (*snapshot.tenant(&format!("t{changed}")).unwrap().config).clone();
-            config.revision += version;
-            config.routes[0].backends[0].weight = 1 + version as u32;
-            let config = Arc::new(config);
+        for version in 1..=500u32 {
+            let mut config = (*snapshot.tenant(&id).unwrap().config).clone();
+            config.revision += u64::from(version);
+            config.routes[0].backends[0].weight = 1 + version;
             let t = Instant::now();
-            let r = &running.reloader;
             let ctx = BuildContext {
-                endpoints: &r.endpoints,
-                metrics: &r.metrics,
-                clients: &r.clients,
+                endpoints: &reloader.endpoints,
+                metrics: &reloader.metrics,
+                clients: &reloader.clients,
             };
-            let rt = Arc::new(build_tenant(config, ctx).unwrap());
-            r.store.set_tenant(&format!("t{changed}"), Some(rt));
+            let rt = Arc::new(build_tenant(Arc::new(config), ctx).unwrap());
+            reloader.store.set_tenant(&id, Some(rt));
             apply_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
         apply_us.sort_by(f64::total_cmp);
-
-        // End to end: rewrite one tenant's file until the change is served.
-        let before = running
-            .reloader
-            .store
-            .load()
-            .tenant(&format!("t{changed}"))
-            .unwrap()
-            .config
-            .revision;
-        let t = Instant::now();
-        std::fs::write(
-            dir.join(format!("t{changed:06}.yaml")),
-            tenant_file(changed, routes, 7),
-        )
-        .unwrap();
-        loop {
-            if running
-                .reloader
-                .store
-                .load()
-                .tenant(&format!("t{changed}"))
-                .unwrap()
-                .config
-                .revision
-                != before
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let file_to_served = t.elapsed();
-        let reload_hist = running.reloader.metrics.encode().unwrap();
-        let last_reload = reload_hist
-            .lines()
-            .find(|l| l.starts_with("veloflux_config_reload_duration_seconds_sum"))
-            .unwrap_or("")
-            .to_owned();
-
+        println!("host_lookup_ns={lookup_ns:.0}");
         println!(
-            "tenants={tenants} routes={} hosts={}",
-            tenants * routes,
-            snapshot.host_count()
-        );
-        println!("cold_start_ms={:.1} (from the YAML folder)", cold_start.as_secs_f64() * 1000.0);
-        println!("cold_start_from_compiled_json_ms={json_start_ms:.1}");
-        println!("rss_mib={rss:.1} (before start {rss_before:.1})");
-        println!("host_lookup_ns={lookup_ns:.1}");
-        println!(
-            "one_tenant_apply_us p50={:.1} p99={:.1} max={:.1}",
+            "one_tenant_compile_and_swap_us p50={:.0} p99={:.0} max={:.0}",
             apply_us[apply_us.len() / 2],
             apply_us[apply_us.len() * 99 / 100],
             apply_us[apply_us.len() - 1]
         );
-        println!(
-            "file_write_to_served_ms={:.1} (poll interval 100 ms + re-resolving the folder)",
-            file_to_served.as_secs_f64() * 1000.0
-        );
-        println!("{last_reload}");
-        running.shutdown().await;
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection: `(status, body)`.
+fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out))
 }

@@ -70,12 +70,12 @@ pub struct ClientCache {
         clippy::disallowed_types,
         reason = "control path only: taken while building a snapshot"
     )]
-    clients: std::sync::Mutex<HashMap<(u64, u64), UpstreamClient>>,
+    clients: std::sync::Mutex<HashMap<(u64, u64), Arc<UpstreamClient>>>,
 }
 
 impl ClientCache {
     /// The client for these timeouts.
-    pub fn get(&self, connect_ms: u64, idle_ms: u64) -> UpstreamClient {
+    pub fn get(&self, connect_ms: u64, idle_ms: u64) -> Arc<UpstreamClient> {
         let mut clients = self
             .clients
             .lock()
@@ -87,10 +87,13 @@ impl ClientCache {
                 connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
                 connector.set_nodelay(true);
                 connector.enforce_http(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_millis(idle_ms))
-                    .pool_max_idle_per_host(256)
-                    .build(connector)
+                Arc::new(
+                    Client::builder(TokioExecutor::new())
+                        .pool_timer(hyper_util::rt::TokioTimer::new())
+                        .pool_idle_timeout(Duration::from_millis(idle_ms))
+                        .pool_max_idle_per_host(256)
+                        .build(connector),
+                )
             })
             .clone()
     }
@@ -151,7 +154,7 @@ pub struct RouteRuntime {
     /// Active health check of the route's endpoints.
     pub health_check: Option<HealthCheckConfig>,
     /// Client for upstream requests.
-    pub client: UpstreamClient,
+    pub client: Arc<UpstreamClient>,
     /// Metric handles.
     pub metrics: RouteMetrics,
     active: AtomicU64,
