@@ -13,6 +13,10 @@
     missing_docs,
     clippy::print_stdout
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark's driver waits on a plain thread, outside any runtime"
+)]
 
 use std::fmt::Write as _;
 use std::sync::Arc;
