@@ -7,6 +7,7 @@
 # request (from /proc/PID/stat over the measured window), with ratios.
 #
 # Usage: bash bench/proxy-compare.sh [ROUNDS] [SECONDS]   (defaults 3 and 10)
+#        PROXIES="veloflux" SIZES="small" bash bench/proxy-compare.sh 2 8   (a subset, raw lines only)
 # Needs: nginx, haproxy, wrk (Debian packages), taskset, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ VF="$CARGO_TARGET_DIR/release/veloflux-proxy"
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$W" 2>/dev/null || true; rm -rf "$W"' EXIT
 mkdir -p "$W/www" "$W/manifests"
+chmod 755 "$W" "$W/www"   # nginx workers run as www-data
 head -c 16384 /dev/urandom | base64 -w0 | head -c 16384 > "$W/www/large"
 printf '%s' "$(head -c 100 /dev/zero | tr '\0' 'x')" > "$W/www/small"
 
@@ -69,7 +71,7 @@ CONF
 cat > "$W/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
 defaults
   mode http
   timeout connect 5s
@@ -118,6 +120,11 @@ taskset -c $PROXY_CPU "$VF" --manifests "$W/manifests" --listen 127.0.0.1:18083 
 VF_PID=$!
 sleep 1
 
+for port in 19201 18081 18082 18083; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "http://127.0.0.1:$port/small")
+  [ "$code" = 200 ] || { echo "port $port answers $code, not 200"; exit 1; }
+done
+
 nginx_worker=$(pgrep -P "$(cat "$W/nginx-proxy.pid")" | head -1)
 haproxy_pid=$(cat "$W/haproxy.pid")
 declare -A PORT=([veloflux]=18083 [nginx]=18081 [haproxy]=18082)
@@ -127,9 +134,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 RESULTS="$W/results.tsv"
 : > "$RESULTS"
+PROXIES=${PROXIES:-veloflux nginx haproxy}
+SIZES=${SIZES:-small large}
 for round in $(seq 1 "$ROUNDS"); do
-  for proxy in veloflux nginx haproxy; do
-    for size in small large; do
+  for proxy in $PROXIES; do
+    for size in $SIZES; do
       url="http://127.0.0.1:${PORT[$proxy]}/$size"
       taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${WARM}s -H 'Host: bench.local' "$url" > /dev/null
       before=$(cpu_ticks "${PID[$proxy]}")
@@ -140,8 +149,11 @@ import re, sys
 proxy, size, rnd, ticks, tck = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 text = sys.stdin.read()
 def ms(v):
-    n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+    m = re.match(r"([\d.]+)(us|ms|s|m)\b", v)
+    if not m:
+        sys.exit(f"cannot read latency {v!r} from wrk output:\n{text}")
+    n, u = m.groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
 errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
@@ -156,6 +168,7 @@ print(f"{proxy}\t{size}\t{rnd}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{cpu_us:.2f}\t{
   done
 done
 
+[ "$PROXIES" = "veloflux nginx haproxy" ] && [ "$SIZES" = "small large" ] || exit 0
 python3 - "$RESULTS" "$ROUNDS" "$SECS" <<'PY'
 import sys, statistics as st
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
