@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-        // One worker: a current-thread runtime (no cross-thread wake-ups), as a
+    // One worker: a current-thread runtime (no cross-thread wake-ups), as a
     // one-worker nginx or HAProxy runs; more: the work-stealing runtime.
     let mut runtime = match config.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
