@@ -11,6 +11,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::endpoint::InFlight;
+
 /// Error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -116,6 +118,9 @@ pub enum ResponseBody {
         inner: Incoming,
         /// Counter of response bytes.
         counter: Counter,
+        /// Keeps the request counted in flight on its endpoint until the
+        /// body is done (least-connections and draining see the whole exchange).
+        in_flight: Option<InFlight>,
     },
 }
 
@@ -146,15 +151,25 @@ impl Body for ResponseBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            Self::Upstream { inner, counter } => match Pin::new(inner).poll_frame(cx) {
+            Self::Upstream {
+                inner,
+                counter,
+                in_flight,
+            } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         counter.inc_by(data.len() as u64);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => {
+                    in_flight.take();
+                    Poll::Ready(Some(Err(Box::new(e))))
+                }
+                Poll::Ready(None) => {
+                    in_flight.take();
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -447,12 +447,12 @@ impl Proxy {
                     started,
                     None,
                 );
-                drop(in_flight);
                 Ok(Response::from_parts(
                     parts,
                     ResponseBody::Upstream {
                         inner: body,
                         counter: route.metrics.bytes_out.clone(),
+                        in_flight: Some(in_flight),
                     },
                 ))
             }
