@@ -7,11 +7,6 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 use veloflux_proxy::config::Config;
 
-// mimalloc returns memory freed after a large load (the first resolve of a
-// big manifest folder) to the system, where glibc malloc keeps it resident.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
