@@ -6,7 +6,7 @@ MANIFESTS ?= examples/quickstart
 .PHONY: help build test lint fmt crds crds-check run bench e2e ci
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
