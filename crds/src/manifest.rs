@@ -121,13 +121,7 @@ impl Manifests {
             path: dir.to_path_buf(),
             source,
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && is_manifest_file(p))
-            .collect();
-        files.sort();
+        let files = manifest_files(dir).map_err(io)?;
         let mut manifests = Self::default();
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
@@ -374,8 +368,13 @@ pub fn tls_secret(secret: &Secret) -> TlsSecret {
     }
 }
 
-fn is_manifest_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e == "yaml" || e == "yml")
+/// The `*.yaml` / `*.yml` files directly in `dir`, in name order.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
 }

@@ -978,7 +978,7 @@ fn looks_like_pem(text: &str) -> bool {
 /// (the standalone proxy reads manifests no API server has checked).
 pub fn validate_route(spec: &RouteSpec) -> Vec<String> {
     let mut problems = Vec::new();
-    if !host_tenant_ref_ok(&spec.tenant_ref) {
+    if !crate::keys::is_valid_id(&spec.tenant_ref) {
         problems.push(format!(
             "tenantRef {:?} is not a valid name",
             spec.tenant_ref
@@ -1139,10 +1139,6 @@ fn is_valid_path(path: &str, query_allowed: bool) -> bool {
         && !path.chars().any(|c| {
             c.is_whitespace() || c.is_control() || c == '#' || (c == '?' && !query_allowed)
         })
-}
-
-fn host_tenant_ref_ok(name: &str) -> bool {
-    crate::keys::is_valid_id(name)
 }
 
 fn is_token_byte(b: u8) -> bool {

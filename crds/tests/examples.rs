@@ -68,12 +68,7 @@ fn validate(doc: &Value) -> Vec<String> {
 
 fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_saphyr_docs(&text)
-}
-
-fn serde_saphyr_docs(text: &str) -> Vec<Value> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).unwrap();
-    docs.into_iter().filter(|d| !d.is_null()).collect()
+    veloflux_crds::manifest::documents(path, &text).unwrap()
 }
 
 #[test]

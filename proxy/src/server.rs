@@ -582,10 +582,14 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
         })
 }
 
-fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
+/// Whether any error in `err`'s source chain satisfies `test`.
+fn caused_by(
+    err: &hyper_util::client::legacy::Error,
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
-        if e.is::<BodyTooLarge>() {
+        if test(e) {
             return true;
         }
         source = e.source();
@@ -593,18 +597,16 @@ fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
+fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
+    caused_by(err, |e| e.is::<BodyTooLarge>())
+}
+
 /// Whether an upstream error was a timeout (a connect timeout is a gateway timeout: 504).
 fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
+    caused_by(err, |e| {
+        e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    })
 }
 
 fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {

@@ -118,12 +118,6 @@ impl Snapshot {
         self.host_count
     }
 
-    /// A copy with `id` replaced by `tenant` (or removed when `None`).
-    #[must_use]
-    pub fn with_tenant(&self, id: &str, tenant: Option<Arc<TenantRuntime>>) -> Self {
-        self.with_tenants([(id, tenant)])
-    }
-
     /// A copy with several tenants replaced or removed. Each shard is copied
     /// at most once, however many of the changes touch it.
     #[must_use]

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 use tracing::{info, warn};
-use veloflux_crds::manifest::{ManifestError, Manifests};
+use veloflux_crds::manifest::{ManifestError, Manifests, manifest_files};
 use veloflux_crds::resolve::ObjectKey;
 use veloflux_crds::{ConditionStatus, ConditionType, TenantConfig};
 
@@ -307,16 +307,6 @@ fn parse_file(path: &Path) -> Result<Manifests, ManifestError> {
         objects.add_document(path, i + 1, doc)?;
     }
     Ok(objects)
-}
-
-fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
