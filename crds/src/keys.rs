@@ -11,13 +11,53 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The capped stream of config changes proxies follow with `XREAD`.
-pub const CONFIG_CHANGES_STREAM: &str = "vf:config:changes";
-/// Set of tenant ids that have a config document.
-pub const CONFIG_INDEX: &str = "vf:config:index";
-/// Marker written by the writer; a store without it was wiped and must be republished.
-pub const CONFIG_EPOCH: &str = "vf:config:epoch";
+///
+/// The fleet-wide keys share the `{config}` hash tag, so the writer's
+/// publish step (index + stream) and a proxy's heartbeat are single-slot
+/// operations in Cluster mode.
+pub const CONFIG_CHANGES_STREAM: &str = "vf:{config}:changes";
+/// Set of tenant ids that have a published config document.
+pub const CONFIG_INDEX: &str = "vf:{config}:index";
+/// Marker written by the writer once the store holds every tenant; a store
+/// without it was wiped (or never filled) and must be republished.
+pub const CONFIG_EPOCH: &str = "vf:{config}:epoch";
 /// Approximate cap on the change stream's length (`XADD MAXLEN ~`).
 pub const CONFIG_CHANGES_MAXLEN: u64 = 100_000;
+/// Counter of announced changes; each stream entry carries its value in the
+/// [`CHANGE_SEQ_FIELD`] field, so a reader that sees a number skipped knows
+/// it missed entries (trimmed, or Redis restarted).
+pub const CONFIG_SEQ: &str = "vf:{config}:seq";
+/// Stream entry field holding the [`CONFIG_SEQ`] value of the change.
+pub const CHANGE_SEQ_FIELD: &str = "seq";
+/// Sorted set of proxy ids, scored by their last heartbeat (Unix ms).
+pub const PROXIES: &str = "vf:{config}:proxies";
+
+/// Fields of a tenant's config hash ([`config`]).
+pub mod config_field {
+    /// Schema version of `doc` (readable without parsing it).
+    pub const SCHEMA: &str = "schema";
+    /// Revision of `doc`.
+    pub const REVISION: &str = "rev";
+    /// The [`crate::config::TenantConfig`] as JSON.
+    pub const DOC: &str = "doc";
+    /// Stream id of the entry that announced this revision; empty while the
+    /// announcement is pending (written, not yet published).
+    pub const PUBLISHED: &str = "pub";
+}
+
+/// `vf:{config}:proxy:{id}`: one proxy's acknowledgement (a hash with a TTL).
+pub fn proxy(id: &str) -> String {
+    format!("vf:{{config}}:proxy:{id}")
+}
+
+/// Whether `id` is usable as a proxy id: 1 to 253 of `A-Za-z0-9._-`.
+pub fn is_valid_proxy_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
 
 /// `vf:tenant:{id}`: the tenant's profile.
 pub fn tenant(id: &str) -> String {
@@ -39,7 +79,8 @@ pub fn tenant_deployment(id: &str) -> String {
     format!("vf:tenant:{{{id}}}:deployment")
 }
 
-/// `vf:config:{id}`: the tenant's compiled [`crate::config::TenantConfig`] (JSON).
+/// `vf:config:{id}`: a hash holding the tenant's compiled
+/// [`crate::config::TenantConfig`] and its revision (see [`config_field`]).
 pub fn config(id: &str) -> String {
     format!("vf:config:{{{id}}}")
 }
@@ -126,7 +167,7 @@ pub struct ChangeEntry {
 }
 
 /// Why a stream entry could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ChangeEntryError {
     /// A field is absent.
     #[error("change entry lacks field `{0}`")]
@@ -210,6 +251,25 @@ mod tests {
             ] {
                 assert_eq!(cluster_slot(&key), slot, "{key}");
             }
+        }
+    }
+
+    #[test]
+    fn fleet_keys_share_one_cluster_slot() {
+        let slot = cluster_slot(CONFIG_CHANGES_STREAM);
+        for key in [
+            CONFIG_INDEX,
+            CONFIG_EPOCH,
+            CONFIG_SEQ,
+            PROXIES,
+            &proxy("proxy-0"),
+        ] {
+            assert_eq!(cluster_slot(key), slot, "{key}");
+        }
+        assert_eq!(proxy("p-1"), "vf:{config}:proxy:p-1");
+        assert!(is_valid_proxy_id("veloflux-proxy-7d9f_0.a"));
+        for bad in ["", "a b", "a:b", "a{b", "a}b"] {
+            assert!(!is_valid_proxy_id(bad), "{bad:?}");
         }
     }
 
