@@ -36,8 +36,17 @@ pub struct SourceStatus {
     pub loaded: bool,
     /// Whether the source is reachable now.
     pub connected: bool,
-    /// Problems of the last read (invalid files…).
+    /// Problems of the last read (invalid files, refused tenants…).
     pub problems: Vec<String>,
+    /// What the source is doing, in words.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The store's epoch marker the proxy synced with (Redis source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// Every change announced up to this stream entry is applied (Redis source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
 }
 
 /// What the admin endpoints read.

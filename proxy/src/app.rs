@@ -13,9 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
+use veloflux_store::RedisOptions;
 
 use crate::admin::{Admin, SnapshotCollector, SourceStatus};
 use crate::config::Config;
+use crate::fleet::{Fleet, FleetOptions, default_proxy_id};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::reload::Reloader;
 use crate::server::Proxy;
@@ -55,12 +57,6 @@ impl Running {
 /// Starts the proxy described by `config`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     config.validate()?;
-    let dir = config.manifests.clone().context("no manifest folder")?;
-    let mut source = ManifestSource::new(&dir);
-    let changes = source
-        .load()
-        .with_context(|| format!("loading manifests from {}", dir.display()))?;
-
     let mut metrics = Metrics::new(config.metrics_max_tenants, config.metrics_max_routes);
     let store = Arc::new(Store::default());
     metrics.register_collector(Box::new(SnapshotCollector {
@@ -68,16 +64,54 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }));
     let metrics = Arc::new(metrics);
     let reloader = Arc::new(Reloader::new(Arc::clone(&store), Arc::clone(&metrics)));
+    let admin = Arc::new(Admin {
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        source: ArcSwap::from_pointee(SourceStatus::default()),
+    });
 
-    let demo_backends = if config.demo_backends {
-        let addresses = crate::demo::loopback_addresses(source.configs().values().map(|c| &**c));
-        crate::demo::start(&addresses)
-            .await
-            .context("starting demo backends")?
-    } else {
-        Vec::new()
+    let mut demo_backends = Vec::new();
+    let source = match (&config.manifests, &config.redis) {
+        (Some(dir), _) => {
+            let mut source = ManifestSource::new(dir);
+            let changes = source
+                .load()
+                .with_context(|| format!("loading manifests from {}", dir.display()))?;
+            if config.demo_backends {
+                let addresses =
+                    crate::demo::loopback_addresses(source.configs().values().map(|c| &**c));
+                demo_backends = crate::demo::start(&addresses)
+                    .await
+                    .context("starting demo backends")?;
+            }
+            reloader.apply(changes, "manifests");
+            admin.source.store(Arc::new(SourceStatus {
+                kind: "manifests",
+                location: dir.display().to_string(),
+                loaded: true,
+                connected: true,
+                ..SourceStatus::default()
+            }));
+            Source::Manifests(Box::new(source))
+        }
+        (None, Some(url)) => {
+            let mut redis = RedisOptions::new(url.clone());
+            redis.ca_file.clone_from(&config.redis_ca);
+            redis.command_timeout = config.redis_timeout;
+            let options = FleetOptions {
+                redis,
+                proxy_id: config.proxy_id.clone().unwrap_or_else(default_proxy_id),
+                connect_timeout: config.redis_connect_timeout,
+                heartbeat: config.heartbeat_interval,
+                state_dir: config.state_dir.clone(),
+            };
+            let fleet = Fleet::start(options, Arc::clone(&reloader), Arc::clone(&admin))
+                .await
+                .context("starting the Redis config source")?;
+            Source::Fleet(Box::new(fleet))
+        }
+        (None, None) => anyhow::bail!(crate::config::ConfigError::NoSource),
     };
-    reloader.apply(changes, "manifests");
 
     let mut default_cert = None;
     let tls_acceptor = match config.tls_listen {
@@ -132,17 +166,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Arc::clone(&metrics),
         config.access_log,
     ));
-    let admin = Arc::new(Admin {
-        store: Arc::clone(&store),
-        metrics: Arc::clone(&metrics),
-        source: ArcSwap::from_pointee(SourceStatus {
-            kind: "manifests",
-            location: dir.display().to_string(),
-            loaded: true,
-            connected: true,
-            problems: Vec::new(),
-        }),
-    });
 
     let mut listeners = vec![
         tokio::spawn(crate::listener::run(
@@ -167,13 +190,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.shutdown_grace,
         )));
     }
-    let watcher = tokio::spawn(watch_manifests(
-        source,
-        Arc::clone(&reloader),
-        admin,
-        default_cert,
-        config.poll_interval,
-    ));
+    let watcher = match source {
+        Source::Manifests(source) => tokio::spawn(watch_manifests(
+            *source,
+            Arc::clone(&reloader),
+            admin,
+            default_cert,
+            config.poll_interval,
+        )),
+        Source::Fleet(fleet) => {
+            if let Some((files, resolver)) = default_cert {
+                tokio::spawn(watch_default_cert(files, resolver, config.poll_interval));
+            }
+            tokio::spawn(fleet.run())
+        }
+    };
     info!(listen = %listen, admin = %admin_addr, tls = ?tls_addr, tenants = store.load().tenant_count(), "VeloFlux proxy serving");
     Ok(Running {
         listen,
@@ -226,6 +257,19 @@ impl DefaultCert {
                 "Default certificate not reloaded; keeping the current one"
             ),
         }
+    }
+}
+
+/// Where the config comes from.
+enum Source {
+    Manifests(Box<ManifestSource>),
+    Fleet(Box<Fleet>),
+}
+
+async fn watch_default_cert(mut files: DefaultCert, resolver: Arc<SniResolver>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        files.refresh(&resolver);
     }
 }
 

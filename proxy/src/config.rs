@@ -52,9 +52,24 @@ pub struct Config {
     /// Redis URL of the fleet config store (`redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`).
     #[arg(long, env = "VELOFLUX_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// PEM bundle of the CAs that sign Redis's TLS certificate (`rediss://`; default: system roots).
+    #[arg(long, env = "VELOFLUX_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
     /// Folder where the last good config is kept for starts without Redis.
     #[arg(long, env = "VELOFLUX_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// This proxy's id in the fleet's acknowledgements (default: host name and process id).
+    #[arg(long, env = "VELOFLUX_PROXY_ID", value_name = "ID")]
+    pub proxy_id: Option<String>,
+    /// How long start waits for Redis before serving the state directory.
+    #[arg(long, env = "VELOFLUX_REDIS_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub redis_connect_timeout: Duration,
+    /// Per-command timeout for Redis.
+    #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub redis_timeout: Duration,
+    /// How often the proxy checks the store's epoch and refreshes its acknowledgement (which lives five intervals).
+    #[arg(long, env = "VELOFLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub heartbeat_interval: Duration,
     /// Start demo HTTP backends on the loopback addresses the manifests name.
     #[arg(long, env = "VELOFLUX_DEMO_BACKENDS")]
     pub demo_backends: bool,
@@ -111,9 +126,18 @@ pub enum ConfigError {
     /// Both sources.
     #[error("--manifests and --redis are exclusive: pick one config source")]
     TwoSources,
-    /// A source this build does not include.
-    #[error("{0}: the Redis config source is not part of this build; use --manifests DIR")]
-    Unsupported(&'static str),
+    /// A flag that only applies to the Redis source.
+    #[error("{0} applies to the Redis config source only (--redis URL)")]
+    RedisOnly(&'static str),
+    /// Demo backends outside the quickstart.
+    #[error("--demo-backends applies to --manifests DIR only")]
+    DemoWithoutManifests,
+    /// An unusable proxy id.
+    #[error("--proxy-id `{0}`: use 1 to 253 of A-Z a-z 0-9 . _ -")]
+    ProxyId(String),
+    /// A zero interval.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
     /// TLS listener without a way to get certificates.
     #[error("--tls-listen needs --tls-cert/--tls-key (default certificate) or tenant certificates")]
     TlsWithoutCertificates,
@@ -125,11 +149,36 @@ impl Config {
         match (&self.manifests, &self.redis) {
             (None, None) => return Err(ConfigError::NoSource),
             (Some(_), Some(_)) => return Err(ConfigError::TwoSources),
-            (None, Some(_)) => return Err(ConfigError::Unsupported("--redis")),
-            (Some(_), None) => {}
+            (None, Some(_)) => {
+                if self.demo_backends {
+                    return Err(ConfigError::DemoWithoutManifests);
+                }
+            }
+            (Some(_), None) => {
+                for (set, flag) in [
+                    (self.state_dir.is_some(), "--state-dir"),
+                    (self.redis_ca.is_some(), "--redis-ca"),
+                    (self.proxy_id.is_some(), "--proxy-id"),
+                ] {
+                    if set {
+                        return Err(ConfigError::RedisOnly(flag));
+                    }
+                }
+            }
         }
-        if self.state_dir.is_some() {
-            return Err(ConfigError::Unsupported("--state-dir"));
+        if let Some(id) = &self.proxy_id
+            && !veloflux_crds::keys::is_valid_proxy_id(id)
+        {
+            return Err(ConfigError::ProxyId(id.clone()));
+        }
+        for (value, flag) in [
+            (self.heartbeat_interval, "--heartbeat-interval"),
+            (self.redis_timeout, "--redis-timeout"),
+            (self.poll_interval, "--poll-interval"),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(flag));
+            }
         }
         Ok(())
     }

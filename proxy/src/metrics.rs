@@ -43,6 +43,28 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
+/// Labels of full resyncs: what caused them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResyncLabels {
+    /// `start`, `gap`, `epoch`, `revision_jump` or `reconnect`.
+    pub reason: &'static str,
+}
+
+/// The fleet config store (`--redis`) as the proxy sees it.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    /// 1 while Redis answers.
+    pub connected: Gauge,
+    /// 1 while the store carries the writer's epoch marker.
+    pub epoch_present: Gauge,
+    /// Full resyncs, by reason.
+    pub resyncs: Family<ResyncLabels, Counter>,
+    /// Tenants whose latest document is refused (served at an older revision).
+    pub refused_tenants: Gauge,
+    /// Time from a change's announcement to this proxy serving it.
+    pub propagation: Histogram,
+}
+
 /// Labels of local responses (no upstream): why the proxy answered itself.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -83,6 +105,8 @@ pub struct Metrics {
     pub folded_tenants: Gauge,
     /// Routes folded into `other`.
     pub folded_routes: Gauge,
+    /// The fleet config store.
+    pub store: StoreMetrics,
     max_tenants: usize,
     max_routes: usize,
     #[allow(
@@ -139,6 +163,40 @@ impl Metrics {
         let config_errors = Family::<SourceLabels, Counter>::default();
         let folded_tenants = Gauge::default();
         let folded_routes = Gauge::default();
+        let store = StoreMetrics {
+            connected: Gauge::default(),
+            epoch_present: Gauge::default(),
+            resyncs: Family::default(),
+            refused_tenants: Gauge::default(),
+            propagation: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+            ]),
+        };
+        registry.register(
+            "veloflux_config_store_connected",
+            "1 while the Redis config store answers",
+            store.connected.clone(),
+        );
+        registry.register(
+            "veloflux_config_store_epoch_present",
+            "1 while the config store carries the writer's epoch marker",
+            store.epoch_present.clone(),
+        );
+        registry.register(
+            "veloflux_config_store_resyncs",
+            "Full reloads from the config store, by cause",
+            store.resyncs.clone(),
+        );
+        registry.register(
+            "veloflux_config_refused_tenants",
+            "Tenants whose latest config is refused and served at an older revision",
+            store.refused_tenants.clone(),
+        );
+        registry.register(
+            "veloflux_config_propagation_seconds",
+            "Time from a change's announcement in the store to this proxy serving it",
+            store.propagation.clone(),
+        );
         registry.register(
             "veloflux_requests",
             "Proxied requests by tenant, route and status class",
@@ -201,6 +259,7 @@ impl Metrics {
             config_errors,
             folded_tenants,
             folded_routes,
+            store,
             max_tenants,
             max_routes,
             labeled_routes: std::sync::Mutex::default(),

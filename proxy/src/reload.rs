@@ -42,9 +42,9 @@ impl Reloader {
         }
     }
 
-    /// Applies changes from `source` in one snapshot swap; returns how many
-    /// were applied. A tenant that fails to compile keeps its last good routing.
-    pub fn apply(&self, changes: Vec<TenantChange>, source: &'static str) -> usize {
+    /// Applies changes from `source` in one snapshot swap. A tenant that
+    /// fails to compile keeps its last good routing and is reported refused.
+    pub fn apply(&self, changes: Vec<TenantChange>, source: &'static str) -> ApplyReport {
         let labels = SourceLabels { source };
         let updates: Counter = self.metrics.config_updates.get_or_create(&labels).clone();
         let errors: Counter = self.metrics.config_errors.get_or_create(&labels).clone();
@@ -56,6 +56,7 @@ impl Reloader {
         };
         let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
             Vec::with_capacity(changes.len());
+        let mut report = ApplyReport::default();
         for (tenant, config) in changes {
             let runtime = match config {
                 None => None,
@@ -66,6 +67,7 @@ impl Reloader {
                         Err(err) => {
                             errors.inc();
                             error!(tenant_id = %tenant, revision, error = %err, "Tenant config refused; keeping the last good one");
+                            report.refused.push((tenant, revision, err.to_string()));
                             continue;
                         }
                     }
@@ -74,7 +76,7 @@ impl Reloader {
             built.push((tenant, runtime));
         }
         if built.is_empty() {
-            return 0;
+            return report;
         }
         let before = self.store.load();
         self.store
@@ -101,6 +103,19 @@ impl Reloader {
             apply_us = elapsed.as_micros() as u64,
             "Config changes applied"
         );
-        built.len()
+        report.applied = built
+            .into_iter()
+            .map(|(id, runtime)| (id, runtime.map(|t| Arc::clone(&t.config))))
+            .collect();
+        report
     }
+}
+
+/// What one [`Reloader::apply`] did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Changes now served (removals as `None`).
+    pub applied: Vec<TenantChange>,
+    /// Tenants whose new config failed to compile: id, revision, reason.
+    pub refused: Vec<(String, u64, String)>,
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use fred::prelude::{
-    Client, HashesInterface, KeysInterface, SetsInterface, StreamsInterface, Value,
+    Client, ClientLike, HashesInterface, KeysInterface, SetsInterface, StreamsInterface, Value,
 };
 use veloflux_crds::TenantConfig;
 use veloflux_crds::config::SCHEMA_VERSION;
@@ -13,7 +13,7 @@ use veloflux_crds::keys::{
     ChangeEntryError, config_field,
 };
 
-use crate::connect::{RedisOptions, StoreError};
+use crate::connect::{RedisOptions, StoreError, wait_connected};
 use crate::stream_id::StreamId;
 
 /// A stream entry as Redis returns it: id and fields.
@@ -107,6 +107,20 @@ impl Reader {
             stream: options.blocking_client(block)?,
             block,
         })
+    }
+
+    /// Starts both connections (call once) and waits up to `within` for
+    /// them. On timeout they keep reconnecting in the background.
+    pub async fn connect(
+        &self,
+        options: &RedisOptions,
+        within: Duration,
+    ) -> Result<(), StoreError> {
+        for client in [&self.client, &self.stream] {
+            let _task = client.connect();
+        }
+        wait_connected(&self.client, options, within).await?;
+        wait_connected(&self.stream, options, within).await
     }
 
     /// The command client (for heartbeats).

@@ -32,11 +32,10 @@ async fn writer(url: &str) -> Writer {
 async fn reader(url: &str) -> Reader {
     let options = RedisOptions::new(url);
     let reader = Reader::new(&options, Duration::from_millis(200)).unwrap();
-    for client in reader.clients() {
-        connect(client, &options, Duration::from_secs(5))
-            .await
-            .unwrap();
-    }
+    reader
+        .connect(&options, Duration::from_secs(5))
+        .await
+        .unwrap();
     reader
 }
 
