@@ -78,7 +78,7 @@ impl RedisServer {
             .spawn()
             .map_err(not_installed)?;
         self.child = Some(child);
-        wait_for_port(self.addr(), self.extra.iter().any(|a| a == "--tls-port")).await
+        wait_for_port(self.addr()).await
     }
 
     /// Plain TCP port.
@@ -234,20 +234,16 @@ impl RedisCluster {
     }
 }
 
-async fn wait_for_port(addr: SocketAddr, tls: bool) -> io::Result<()> {
+async fn wait_for_port(addr: SocketAddr) -> io::Result<()> {
     let mut last = io::Error::other("never tried");
     for _ in 0..400 {
-        let attempt = if tls {
-            tokio::net::TcpStream::connect(addr).await.map(drop)
-        } else {
-            command(addr, &["PING"]).await.and_then(|reply| {
-                if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
-                    Ok(())
-                } else {
-                    Err(io::Error::other(reply))
-                }
-            })
-        };
+        let attempt = command(addr, &["PING"]).await.and_then(|reply| {
+            if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
+                Ok(())
+            } else {
+                Err(io::Error::other(reply))
+            }
+        });
         match attempt {
             Ok(()) => return Ok(()),
             Err(err) => last = err,

@@ -432,3 +432,109 @@ async fn acl_users_authenticate_through_the_url() {
     );
     assert!(text.contains("veloflux:***@"), "{text}");
 }
+
+#[tokio::test]
+async fn tls_to_redis_verifies_the_server_against_the_given_ca() {
+    let dir = std::env::temp_dir().join(format!("veloflux-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("server.pem"), server.pem()).unwrap();
+    std::fs::write(path("server.key"), server_key.serialize_pem()).unwrap();
+    let tls_port = veloflux_store::testing::free_port().unwrap();
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &path("server.pem"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await
+    .unwrap();
+
+    let mut options = RedisOptions::new(format!("rediss://127.0.0.1:{tls_port}"));
+    options.ca_file = Some(dir.join("ca.pem"));
+    let client = options.client().unwrap();
+    connect(&client, &options, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let writer = Writer::new(client);
+    writer.put(&config("acme", "acme.test")).await.unwrap();
+    assert_eq!(
+        redis
+            .command(&["HGET", &keys::config("acme"), "rev"])
+            .await
+            .unwrap(),
+        "$1\r\n1\r\n"
+    );
+
+    // Without the CA (system roots only) the server is not trusted.
+    let untrusted = RedisOptions::new(format!("rediss://127.0.0.1:{tls_port}"));
+    let client = untrusted.client().unwrap();
+    assert!(
+        connect(&client, &untrusted, Duration::from_millis(700))
+            .await
+            .is_err()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sentinel_urls_find_the_master() {
+    let master = RedisServer::start().await.unwrap();
+    let port = veloflux_store::testing::free_port().unwrap();
+    let dir = std::env::temp_dir().join(format!("veloflux-sentinel-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\nsentinel monitor veloflux 127.0.0.1 {} 1\n",
+            master.port()
+        ),
+    )
+    .unwrap();
+    let mut sentinel = std::process::Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("redis-sentinel://127.0.0.1:{port}?sentinelServiceName=veloflux");
+    let options = RedisOptions::new(&url);
+    let client = options.client().unwrap();
+    let connected = connect(&client, &options, Duration::from_secs(10)).await;
+    let result = async {
+        connected?;
+        Writer::new(client).put(&config("acme", "acme.test")).await
+    }
+    .await;
+    let _ = sentinel.kill();
+    let _ = sentinel.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(result.unwrap().revision, 1);
+    assert!(
+        master
+            .command(&["EXISTS", &keys::config("acme")])
+            .await
+            .unwrap()
+            .starts_with(":1")
+    );
+}
