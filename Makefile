@@ -31,10 +31,11 @@ crds-check: ## Fail when manifests/crds/ differs from what the types generate
 run: ## Run the standalone proxy on the quickstart manifests
 	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS) --demo-backends
 
-bench: ## Run the benchmarks (nginx, haproxy, wrk needed; see docs/BENCHMARKS.md)
+bench: ## Run the benchmarks (nginx, haproxy, wrk, redis-server needed; see docs/BENCHMARKS.md)
 	bash bench/proxy-compare.sh 5 10
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 1
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 10
+	$(CARGO) bench -p veloflux-proxy --bench fleet -- 10000 1000
 
 e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG
 	@if [ -f e2e/run.sh ]; then bash e2e/run.sh; \

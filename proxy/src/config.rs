@@ -183,3 +183,57 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("veloflux-proxy").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn exactly_one_source_and_redis_flags_only_with_redis() {
+        assert!(matches!(parse(&[]).validate(), Err(ConfigError::NoSource)));
+        assert!(matches!(
+            parse(&["--manifests", "d", "--redis", "redis://r"]).validate(),
+            Err(ConfigError::TwoSources)
+        ));
+        parse(&["--manifests", "d", "--demo-backends"])
+            .validate()
+            .unwrap();
+        parse(&[
+            "--redis",
+            "redis://r",
+            "--state-dir",
+            "s",
+            "--proxy-id",
+            "p-1",
+        ])
+        .validate()
+        .unwrap();
+        for flag in [
+            ["--state-dir", "s"],
+            ["--redis-ca", "ca.pem"],
+            ["--proxy-id", "p"],
+        ] {
+            let err = parse(&["--manifests", "d", flag[0], flag[1]])
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().starts_with(flag[0]), "{err}");
+        }
+        assert!(matches!(
+            parse(&["--redis", "redis://r", "--demo-backends"]).validate(),
+            Err(ConfigError::DemoWithoutManifests)
+        ));
+        assert!(matches!(
+            parse(&["--redis", "redis://r", "--proxy-id", "a b"]).validate(),
+            Err(ConfigError::ProxyId(_))
+        ));
+        assert!(matches!(
+            parse(&["--redis", "redis://r", "--heartbeat-interval", "0s"]).validate(),
+            Err(ConfigError::Zero("--heartbeat-interval"))
+        ));
+    }
+}

@@ -329,16 +329,17 @@ pub fn tenant_config(
 pub fn tenant_configs(
     tenants: &[(&str, &[&str], SocketAddr)],
 ) -> Result<Vec<TenantConfig>, ManifestError> {
-    let mut yaml = String::from(
+    let mut manifests = Manifests::default();
+    manifests.add_yaml(
+        std::path::Path::new("plan.yaml"),
         "apiVersion: veloflux.io/v1alpha1\nkind: Plan\nmetadata: {name: fleet}\nspec:\n  limits: {requestsPerMinute: 1000000, burst: 100000, maxRoutes: 100, maxBackendsPerRoute: 16, maxDomains: 100}\n  features: {staticBackends: true, customTls: true}\n",
-    );
+    )?;
     for (tenant, hosts, backend) in tenants {
         let hosts = hosts.join(", ");
-        yaml.push_str(&format!(
-            "---\napiVersion: veloflux.io/v1alpha1\nkind: Tenant\nmetadata: {{name: {tenant}}}\nspec:\n  planRef: fleet\n  domains: [{hosts}]\n  namespaces: [{tenant}]\n---\napiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: web, namespace: {tenant}}}\nspec:\n  tenantRef: {tenant}\n  hosts: [{hosts}]\n  backends:\n    - {{name: app, address: \"{backend}\"}}\n"
-        ));
+        let yaml = format!(
+            "apiVersion: veloflux.io/v1alpha1\nkind: Tenant\nmetadata: {{name: {tenant}}}\nspec:\n  planRef: fleet\n  domains: [{hosts}]\n  namespaces: [{tenant}]\n---\napiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: web, namespace: {tenant}}}\nspec:\n  tenantRef: {tenant}\n  hosts: [{hosts}]\n  backends:\n    - {{name: app, address: \"{backend}\"}}\n"
+        );
+        manifests.add_yaml(std::path::Path::new(&format!("{tenant}.yaml")), &yaml)?;
     }
-    let mut manifests = Manifests::default();
-    manifests.add_yaml(std::path::Path::new("generated.yaml"), &yaml)?;
     Ok(manifests.resolve().configs.into_values().collect())
 }
