@@ -41,13 +41,19 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     watcher: JoinHandle<()>,
+    fleet: bool,
 }
 
 impl Running {
     /// Stops accepting, drains for the configured grace, and returns when done.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.watcher.abort();
+        if self.fleet {
+            // The Redis source withdraws its acknowledgement and disconnects.
+            let _ = self.watcher.await;
+        } else {
+            self.watcher.abort();
+        }
         for task in self.listeners {
             let _ = task.await;
         }
@@ -190,6 +196,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.shutdown_grace,
         )));
     }
+    let fleet = matches!(source, Source::Fleet(_));
     let watcher = match source {
         Source::Manifests(source) => tokio::spawn(watch_manifests(
             *source,
@@ -199,10 +206,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.poll_interval,
         )),
         Source::Fleet(fleet) => {
-            if let Some((files, resolver)) = default_cert {
-                tokio::spawn(watch_default_cert(files, resolver, config.poll_interval));
-            }
-            tokio::spawn(fleet.run())
+            let certs = default_cert.map(|(files, resolver)| {
+                tokio::spawn(watch_default_cert(files, resolver, config.poll_interval))
+            });
+            let stop = shutdown.subscribe();
+            tokio::spawn(async move {
+                fleet.run(stop).await;
+                if let Some(certs) = certs {
+                    certs.abort();
+                }
+            })
         }
     };
     info!(listen = %listen, admin = %admin_addr, tls = ?tls_addr, tenants = store.load().tenant_count(), "VeloFlux proxy serving");
@@ -215,6 +228,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         listeners,
         watcher,
+        fleet,
     })
 }
 

@@ -177,8 +177,23 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Follows the store until the task is dropped.
-    pub async fn run(mut self) {
+    /// Follows the store until `stop` turns true; then withdraws this
+    /// proxy's acknowledgement and closes the connections.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        tokio::select! {
+            () = self.follow_forever() => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+        let quit = async {
+            if let Err(err) = acks::withdraw(self.reader.client(), &self.options.proxy_id).await {
+                warn!(error = %err, "Could not withdraw the acknowledgement; it expires with its TTL");
+            }
+            self.reader.quit().await;
+        };
+        let _ = tokio::time::timeout(self.options.redis.command_timeout, quit).await;
+    }
+
+    async fn follow_forever(&mut self) {
         let mut backoff = MIN_BACKOFF;
         loop {
             if let Some(reason) = self.resync {

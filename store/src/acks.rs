@@ -28,6 +28,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
 return 1
 ";
 
+/// Deletes the record and the fleet-set entry.
+const WITHDRAW: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+";
+
 /// One proxy's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,6 +103,18 @@ pub async fn publish(client: &Client, ack: &ProxyAck, ttl: Duration) -> Result<(
                 ack.id.clone(),
                 now.saturating_sub(3_600_000).to_string(),
             ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes a stopping proxy's record at once, rather than at its TTL.
+pub async fn withdraw(client: &Client, id: &str) -> Result<(), StoreError> {
+    let _: i64 = client
+        .eval(
+            WITHDRAW,
+            vec![keys::proxy(id), PROXIES.to_owned()],
+            vec![id.to_owned()],
         )
         .await?;
     Ok(())

@@ -123,6 +123,13 @@ impl Reader {
         wait_connected(&self.stream, options, within).await
     }
 
+    /// Closes both connections.
+    pub async fn quit(&self) {
+        for client in [&self.client, &self.stream] {
+            let _ = client.quit().await;
+        }
+    }
+
     /// The command client (for heartbeats).
     pub fn client(&self) -> &Client {
         &self.client
