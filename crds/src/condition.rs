@@ -119,6 +119,10 @@ pub enum Reason {
     Invalid,
     /// A dependency of the object is not ready.
     Pending,
+    /// Every live proxy serves the route's current revision.
+    Programmed,
+    /// No proxy has acknowledged the store yet.
+    NoProxies,
 }
 
 impl Reason {
@@ -142,6 +146,8 @@ impl Reason {
             Self::Suspended => "Suspended",
             Self::Invalid => "Invalid",
             Self::Pending => "Pending",
+            Self::Programmed => "Programmed",
+            Self::NoProxies => "NoProxies",
         }
     }
 }

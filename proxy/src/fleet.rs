@@ -70,6 +70,7 @@ pub struct Fleet {
     reloader: Arc<Reloader>,
     admin: Arc<Admin>,
     saver: Option<UnboundedSender<TenantChange>>,
+    state: Option<StateDir>,
     errors: Counter,
     /// The epoch the served config belongs to.
     epoch: Option<String>,
@@ -116,6 +117,7 @@ impl Fleet {
         let mut fleet = Self {
             reader,
             saver: state.clone().map(StateDir::spawn_writer),
+            state: state.clone(),
             options,
             reloader,
             admin,
@@ -248,7 +250,11 @@ impl Fleet {
         let mut listed = HashSet::with_capacity(sync.tenants.len());
         let mut changes: Vec<TenantChange> = Vec::new();
         for (tenant, fetched) in sync.tenants {
-            listed.insert(tenant.clone());
+            // A document deleted after the index was read is not listed
+            // (unless the store is unmarked, when nothing is removed anyway).
+            if !matches!(fetched, Fetched::Missing) {
+                listed.insert(tenant.clone());
+            }
             match fetched {
                 Fetched::Config(config) => {
                     self.seen.insert(tenant.clone(), config.revision);
@@ -273,11 +279,33 @@ impl Fleet {
                 self.refused.remove(&tenant);
                 changes.push((tenant, None));
             }
-        } else if !unlisted.is_empty() {
-            warn!(
-                kept = unlisted.len(),
-                "Config store has no epoch marker (restarted empty?); keeping every served tenant until the writer republishes"
-            );
+            // Saved copies of tenants the store no longer lists go too, so a
+            // later start without Redis cannot bring them back.
+            if let (Some(state), Some(saver)) = (&self.state, &self.saver) {
+                for tenant in state.tenants().unwrap_or_default() {
+                    if !listed.contains(&tenant) {
+                        let _ = saver.send((tenant, None));
+                    }
+                }
+            }
+        } else {
+            if !unlisted.is_empty() {
+                warn!(
+                    kept = unlisted.len(),
+                    "Config store has no epoch marker (restarted empty?); keeping every served tenant until the writer republishes"
+                );
+            }
+            // Nothing served yet (a start): the saved copies of tenants the
+            // unmarked store does not list are the best there is.
+            if snapshot.tenant_count() == 0
+                && let Some(state) = &self.state
+            {
+                for config in state.load().unwrap_or_default() {
+                    if !listed.contains(&config.tenant) {
+                        changes.push((config.tenant.clone(), Some(Arc::new(config))));
+                    }
+                }
+            }
         }
         let changed = changes.len();
         let report = self.reloader.apply(changes, SOURCE);
@@ -295,7 +323,8 @@ impl Fleet {
             "the store has no epoch marker; waiting for the writer to republish".into()
         };
         self.ack_due = true;
-        self.set_status(true);
+        let serving = self.reloader.store.load().tenant_count() > 0;
+        self.set_status(self.epoch.is_some() || serving);
         info!(
             reason,
             tenants = listed.len(),
@@ -343,7 +372,12 @@ impl Fleet {
                 self.resync = Some("revision_jump");
                 return Ok(());
             }
-            if known.is_some_and(|k| entry.revision <= k) && entry.op == ChangeOp::Upsert {
+            // Already applied (a replay), or a delete older than what is served.
+            let stale = match entry.op {
+                ChangeOp::Upsert => known.is_some_and(|k| entry.revision <= k),
+                ChangeOp::Delete => known.is_some_and(|k| entry.revision < k),
+            };
+            if stale {
                 continue;
             }
             batch_seen.insert(&entry.tenant, entry.revision);
@@ -364,12 +398,18 @@ impl Fleet {
                     updates.push((tenant, Some(Arc::new(*config))));
                 }
                 Fetched::Refused { revision, reason } => self.refuse(tenant, revision, &reason),
-                Fetched::Missing => {}
+                Fetched::Missing => {
+                    // Deleted since it was announced: its delete follows.
+                    if let Some((_, revision)) = latest.get(tenant.as_str()) {
+                        self.seen.insert(tenant.clone(), *revision);
+                    }
+                }
             }
         }
-        for (tenant, (op, revision)) in &latest {
+        for (tenant, (op, _)) in &latest {
             if *op == ChangeOp::Delete {
-                self.seen.insert((*tenant).to_owned(), *revision);
+                // Forget it: a tenant created again later starts afresh.
+                self.seen.remove(*tenant);
                 self.refused.remove(*tenant);
                 updates.push(((*tenant).to_owned(), None));
             }

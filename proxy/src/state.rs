@@ -36,6 +36,23 @@ impl StateDir {
         self.tenants.join(format!("{tenant}.json"))
     }
 
+    /// Ids of the tenants with a saved file.
+    pub fn tenants(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.tenants)? {
+            let path = entry?.path();
+            if let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|id| is_valid_id(id))
+            {
+                ids.push(id.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Every saved config; unreadable files are logged and skipped.
     pub fn load(&self) -> io::Result<Vec<TenantConfig>> {
         let mut configs = Vec::new();
@@ -86,8 +103,12 @@ impl StateDir {
             Some(config) => {
                 let text = config.to_json().map_err(io::Error::other)?;
                 let temporary = self.tenants.join(format!(".{tenant}.json.tmp"));
-                std::fs::write(&temporary, text)?;
-                std::fs::rename(&temporary, &path)
+                let mut file = std::fs::File::create(&temporary)?;
+                std::io::Write::write_all(&mut file, text.as_bytes())?;
+                file.sync_all()?;
+                std::fs::rename(&temporary, &path)?;
+                // Make the rename itself durable.
+                std::fs::File::open(&self.tenants)?.sync_all()
             }
         }
     }

@@ -175,6 +175,13 @@ async fn syncs_at_start_then_follows_changes_and_deletes() {
             == Err(404))
         .await
     );
+    // Created again by a writer that never saw it (an operator restart).
+    let fresh = self::writer(&redis.url()).await;
+    fresh
+        .put(&tenant("globex", &["globex.test"], &a))
+        .await
+        .unwrap();
+    assert!(serves(&proxy, "globex.test", "a").await);
     assert_eq!(
         metric(&proxy, "veloflux_config_store_connected").await,
         Some(1.0)
@@ -403,8 +410,17 @@ async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
         503
     );
 
-    // Redis returns (empty); the writer republishes; both converge.
+    // Redis returns empty and unmarked: a proxy starting now still serves
+    // its saved copy, and is ready.
     redis.restart_empty().await.unwrap();
+    let third = start(fleet_config(&redis.url(), "p-4", Some(&state)))
+        .await
+        .unwrap();
+    assert_eq!(served(&third, "acme.test").await.as_deref(), Ok("a"));
+    assert_eq!(readyz(&third).await["ready"], true);
+    third.shutdown().await;
+
+    // The writer republishes; both converge.
     writer.ensure_epoch().await.ok();
     assert!(
         eventually(WAIT, async || {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use fred::prelude::{
-    Client, ClientLike, HashesInterface, KeysInterface, SetsInterface, StreamsInterface, Value,
+    Client, ClientLike, HashesInterface, KeysInterface, LuaInterface, StreamsInterface, Value,
 };
 use veloflux_crds::TenantConfig;
 use veloflux_crds::config::SCHEMA_VERSION;
@@ -15,6 +15,27 @@ use veloflux_crds::keys::{
 
 use crate::connect::{RedisOptions, StoreError, wait_connected};
 use crate::stream_id::StreamId;
+
+/// Reads the epoch, the stream's last entry (id and change number) and the
+/// index at one moment: `[epoch, id, seq, member…]`, empty strings for
+/// what is absent.
+const SNAPSHOT: &str = r"
+local epoch = redis.call('GET', KEYS[1]) or ''
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local id, seq = '', ''
+if #last > 0 then
+  id = last[1][1]
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == ARGV[1] then seq = fields[i + 1] end
+  end
+end
+local out = {epoch, id, seq}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  out[#out + 1] = member
+end
+return out
+";
 
 /// A stream entry as Redis returns it: id and fields.
 type RawEntry = (String, HashMap<String, String>);
@@ -161,12 +182,42 @@ impl Reader {
     }
 
     /// The epoch, the stream tail, and every indexed tenant's document.
+    ///
+    /// The epoch, tail and index are read in one script (one slot), so they
+    /// describe one moment; the epoch is read again after the documents,
+    /// and a store that changed epoch meanwhile is reported as an error (the
+    /// caller retries) rather than returned half old, half new.
     pub async fn full_sync(&self) -> Result<FullSync, StoreError> {
-        let epoch = self.epoch().await?;
-        let cursor = self.tail().await?;
-        let mut ids: Vec<String> = self.client.smembers(CONFIG_INDEX).await?;
+        let reply: Vec<String> = self
+            .client
+            .eval(
+                SNAPSHOT,
+                vec![CONFIG_EPOCH, CONFIG_CHANGES_STREAM, CONFIG_INDEX],
+                vec![CHANGE_SEQ_FIELD],
+            )
+            .await?;
+        let mut reply = reply.into_iter();
+        let epoch = reply.next().filter(|e| !e.is_empty());
+        let id = reply.next().unwrap_or_default();
+        let seq = reply.next().unwrap_or_default();
+        let cursor = if id.is_empty() {
+            Cursor::default()
+        } else {
+            Cursor {
+                id: parse_id(&id)?,
+                seq: seq.parse().unwrap_or(0),
+            }
+        };
+        let mut ids: Vec<String> = reply.collect();
         ids.sort_unstable();
         let tenants = self.fetch(&ids).await?;
+        let after = self.epoch().await?;
+        if after != epoch {
+            return Err(StoreError::Corrupt {
+                key: CONFIG_EPOCH.to_owned(),
+                reason: "the epoch changed during a full load; loading again".into(),
+            });
+        }
         Ok(FullSync {
             epoch,
             cursor,

@@ -8,12 +8,13 @@
 //! the first two leaves the mark empty; the next write of the same tenant
 //! sees it and announces again, so no change is ever silently unannounced.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fred::prelude::HashesInterface;
-use fred::prelude::{Client, Expiration, KeysInterface, LuaInterface, SetOptions, SetsInterface};
+use fred::prelude::{
+    Client, Expiration, HashesInterface, KeysInterface, LuaInterface, SetOptions, SetsInterface,
+};
 use tracing::{info, warn};
 use veloflux_crds::TenantConfig;
 use veloflux_crds::keys::{
@@ -33,7 +34,7 @@ return 1
 ";
 
 /// Updates the index, numbers the change and appends the stream entry;
-/// returns the entry id.
+/// returns the entry id and the change number.
 const ANNOUNCE: &str = r"
 if ARGV[2] == 'delete' then
   redis.call('SREM', KEYS[1], ARGV[3])
@@ -41,7 +42,18 @@ else
   redis.call('SADD', KEYS[1], ARGV[3])
 end
 local seq = redis.call('INCR', KEYS[3])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', ARGV[4], seq, unpack(ARGV, 5))
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', ARGV[4], seq, unpack(ARGV, 5))
+return {id, tostring(seq)}
+";
+
+/// Removes the document, leaving its revision (raised) as a tombstone, if
+/// the revision is still the one read.
+const TOMBSTONE: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+if current ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[4], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
 ";
 
 /// Records the announcing entry, if the document is still that revision.
@@ -73,8 +85,11 @@ pub struct PutOutcome {
 pub enum EpochCheck {
     /// The marker is there: the store is as the writer left it.
     Present(String),
-    /// The marker was missing; every known tenant was written again and a
-    /// new marker set.
+    /// The marker is missing but the writer does not know every tenant yet
+    /// (no `sync_all` finished): nothing was set.
+    Incomplete,
+    /// The marker was missing (or the store lost writes); every known
+    /// tenant was written and announced again and a new marker set.
     Republished {
         /// The new marker.
         epoch: String,
@@ -84,7 +99,7 @@ pub enum EpochCheck {
 }
 
 /// What [`Writer::sync_all`] changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Documents written.
     pub written: usize,
@@ -92,6 +107,8 @@ pub struct SyncReport {
     pub unchanged: usize,
     /// Tenants removed because they are no longer wanted.
     pub deleted: usize,
+    /// Every wanted tenant's revision and announcing entry.
+    pub outcomes: BTreeMap<String, PutOutcome>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +118,15 @@ struct Known {
     /// Highest revision this writer assigned per tenant, so revisions keep
     /// rising even when Redis loses the documents.
     floors: HashMap<String, u64>,
+    /// `desired` holds every wanted tenant (a `sync_all` finished): only
+    /// then may a republish set the epoch marker.
+    complete: bool,
+    /// Highest change number this writer announced.
+    last_seq: u64,
+    /// An announcement got a change number at or below `last_seq`: the
+    /// store lost writes (a failover to a lagging replica). The next epoch
+    /// check republishes everything behind a new marker.
+    rolled_back: bool,
 }
 
 /// Writes tenant configs. Cheap to clone; clones share what they know.
@@ -140,6 +166,16 @@ impl Writer {
     /// one when the content changed) and announces it. Writing a config equal
     /// to the stored one writes nothing.
     pub async fn put(&self, config: &TenantConfig) -> Result<PutOutcome, StoreError> {
+        self.put_inner(config, false).await
+    }
+
+    /// `put`, announcing even an unchanged, already announced document
+    /// (a republish: the index or stream may be what was lost).
+    async fn put_inner(
+        &self,
+        config: &TenantConfig,
+        always_announce: bool,
+    ) -> Result<PutOutcome, StoreError> {
         let tenant = config.tenant.as_str();
         if !keys::is_valid_id(tenant) {
             return Err(StoreError::Corrupt {
@@ -173,12 +209,8 @@ impl Writer {
             let mut candidate = config.clone();
             candidate.revision = stored_rev;
             if stored_doc.as_deref() == Some(candidate.to_json()?.as_str()) {
-                self.with_known(|k| {
-                    k.desired.insert(tenant.to_owned(), Arc::new(candidate));
-                    let floor = k.floors.entry(tenant.to_owned()).or_default();
-                    *floor = (*floor).max(stored_rev);
-                });
-                let announced = match announced.filter(|id| !id.is_empty()) {
+                self.remember(tenant, stored_rev, candidate);
+                let announced = match announced.filter(|id| !id.is_empty() && !always_announce) {
                     Some(id) => id.parse().map_err(|_| StoreError::Corrupt {
                         key: key.clone(),
                         reason: format!("announcement id `{id}` is not a stream id"),
@@ -216,10 +248,7 @@ impl Writer {
             if swapped == 0 {
                 continue;
             }
-            self.with_known(|k| {
-                k.floors.insert(tenant.to_owned(), revision);
-                k.desired.insert(tenant.to_owned(), Arc::new(candidate));
-            });
+            self.remember(tenant, revision, candidate);
             let announced = self.announce_put(&key, tenant, revision).await?;
             return Ok(PutOutcome {
                 revision,
@@ -228,6 +257,18 @@ impl Writer {
             });
         }
         Err(StoreError::Conflict(tenant.to_owned()))
+    }
+
+    /// Records `config` as wanted at `revision`, unless a concurrent put
+    /// already recorded a later one.
+    fn remember(&self, tenant: &str, revision: u64, config: TenantConfig) {
+        self.with_known(|k| {
+            let floor = k.floors.entry(tenant.to_owned()).or_default();
+            if revision >= *floor {
+                *floor = revision;
+                k.desired.insert(tenant.to_owned(), Arc::new(config));
+            }
+        });
     }
 
     async fn announce_put(
@@ -274,7 +315,7 @@ impl Writer {
             args.push(field.to_owned());
             args.push(value);
         }
-        let id: String = self
+        let reply: Vec<String> = self
             .client
             .eval(
                 ANNOUNCE,
@@ -282,32 +323,88 @@ impl Writer {
                 args,
             )
             .await?;
-        id.parse().map_err(|_| StoreError::Corrupt {
+        let corrupt = || StoreError::Corrupt {
             key: CONFIG_CHANGES_STREAM.to_owned(),
-            reason: format!("XADD returned `{id}`"),
-        })
+            reason: format!("announcement returned {reply:?}"),
+        };
+        let (Some(id), Some(seq)) = (reply.first(), reply.get(1)) else {
+            return Err(corrupt());
+        };
+        let id: StreamId = id.parse().map_err(|_| corrupt())?;
+        let seq: u64 = seq.parse().map_err(|_| corrupt())?;
+        let rolled_back = self.with_known(|k| {
+            let back = seq <= k.last_seq;
+            k.last_seq = k.last_seq.max(seq);
+            k.rolled_back |= back;
+            back
+        });
+        if rolled_back {
+            warn!(
+                seq,
+                "Config store's change number went backwards (failover to a lagging replica?); everything is republished at the next epoch check"
+            );
+        }
+        Ok(id)
     }
 
     /// Removes a tenant's routing and announces it. Returns the announcing
     /// entry, or `None` when there was nothing to remove.
+    ///
+    /// The document goes; its revision stays behind as a tombstone, so a
+    /// tenant created again later continues from a higher revision even if
+    /// this writer restarted in between.
     pub async fn delete(&self, tenant: &str) -> Result<Option<StreamId>, StoreError> {
         let key = keys::config(tenant);
-        let stored_rev: Option<u64> = self.client.hget(&key, config_field::REVISION).await?;
         let indexed: bool = self.client.sismember(CONFIG_INDEX, tenant).await?;
         let floor = self.with_known(|k| {
             k.desired.remove(tenant);
             k.floors.get(tenant).copied().unwrap_or(0)
         });
-        let mut announced = None;
-        if indexed {
-            let revision = stored_rev.unwrap_or(0).max(floor) + 1;
-            self.with_known(|k| k.floors.insert(tenant.to_owned(), revision));
-            announced = Some(self.announce(tenant, revision, ChangeOp::Delete).await?);
+        for _ in 0..MAX_ATTEMPTS {
+            let stored: Vec<Option<String>> = self
+                .client
+                .hmget(&key, vec![config_field::REVISION, config_field::DOC])
+                .await?;
+            let stored_rev_text = stored.first().cloned().flatten();
+            let has_doc = stored.get(1).is_some_and(Option::is_some);
+            if !has_doc && !indexed {
+                return Ok(None);
+            }
+            let stored_rev: u64 = stored_rev_text
+                .as_deref()
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| StoreError::Corrupt {
+                    key: key.clone(),
+                    reason: "revision is not a number".into(),
+                })?;
+            let revision = stored_rev.max(floor) + 1;
+            let swapped: i64 = self
+                .client
+                .eval(
+                    TOMBSTONE,
+                    vec![key.as_str()],
+                    vec![
+                        config_field::REVISION.to_owned(),
+                        stored_rev_text.unwrap_or_else(|| "0".to_owned()),
+                        revision.to_string(),
+                        config_field::DOC.to_owned(),
+                        config_field::SCHEMA.to_owned(),
+                        config_field::PUBLISHED.to_owned(),
+                    ],
+                )
+                .await?;
+            if swapped == 0 {
+                continue;
+            }
+            self.with_known(|k| {
+                let floor = k.floors.entry(tenant.to_owned()).or_default();
+                *floor = (*floor).max(revision);
+            });
+            return Ok(Some(
+                self.announce(tenant, revision, ChangeOp::Delete).await?,
+            ));
         }
-        if stored_rev.is_some() {
-            let _: i64 = self.client.del(&key).await?;
-        }
-        Ok(announced)
+        Err(StoreError::Conflict(tenant.to_owned()))
     }
 
     /// The epoch marker, if set.
@@ -316,38 +413,94 @@ impl Writer {
     }
 
     /// Checks the epoch marker. When it is missing (Redis restarted empty,
-    /// or was never filled) every tenant this writer knows is written again,
-    /// then a new marker is set, so proxies only ever see a complete store
-    /// behind a marker.
+    /// or was never filled), or the store lost writes (its change number
+    /// went backwards), every tenant this writer knows is written and
+    /// announced again, then a new marker is set, so proxies only ever see
+    /// a complete store behind a marker. Until a [`Writer::sync_all`] has
+    /// told the writer every wanted tenant, a missing marker is left
+    /// missing ([`EpochCheck::Incomplete`]).
     pub async fn ensure_epoch(&self) -> Result<EpochCheck, StoreError> {
-        if let Some(epoch) = self.epoch().await? {
-            return Ok(EpochCheck::Present(epoch));
+        let (complete, rolled_back) = self.with_known(|k| (k.complete, k.rolled_back));
+        let current = self.epoch().await?;
+        if let Some(epoch) = &current
+            && !rolled_back
+        {
+            return Ok(EpochCheck::Present(epoch.clone()));
         }
-        let mut desired: Vec<Arc<TenantConfig>> =
-            self.with_known(|k| k.desired.values().cloned().collect());
-        desired.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-        for config in &desired {
-            self.put(config).await?;
+        if !complete {
+            return Ok(EpochCheck::Incomplete);
         }
+        let tenants = self.republish().await?;
         let epoch = new_epoch();
+        let options = if rolled_back {
+            None
+        } else {
+            Some(SetOptions::NX)
+        };
         let set: Option<String> = self
             .client
             .set(
                 CONFIG_EPOCH,
                 epoch.as_str(),
                 None::<Expiration>,
-                Some(SetOptions::NX),
+                options,
                 false,
             )
             .await?;
+        self.with_known(|k| k.rolled_back = false);
         match set {
             // Another writer set it first: theirs stands.
             None => Ok(EpochCheck::Present(self.epoch().await?.unwrap_or(epoch))),
-            Some(_) => Ok(EpochCheck::Republished {
-                epoch,
-                tenants: desired.len(),
-            }),
+            Some(_) => Ok(EpochCheck::Republished { epoch, tenants }),
         }
+    }
+
+    /// Writes and announces every wanted tenant again; returns how many.
+    async fn republish(&self) -> Result<usize, StoreError> {
+        let mut desired: Vec<Arc<TenantConfig>> =
+            self.with_known(|k| k.desired.values().cloned().collect());
+        desired.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let mut count = 0;
+        for config in &desired {
+            // A tenant deleted meanwhile stays deleted.
+            if self.with_known(|k| k.desired.contains_key(&config.tenant)) {
+                self.put_inner(config, true).await?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Checks that every wanted tenant's document and index entry are in
+    /// the store (a Cluster shard can restart empty on its own) and writes
+    /// back what is missing. Returns the tenants repaired.
+    pub async fn repair(&self) -> Result<usize, StoreError> {
+        let mut desired: Vec<Arc<TenantConfig>> =
+            self.with_known(|k| k.desired.values().cloned().collect());
+        desired.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let indexed: BTreeSet<String> = self
+            .client
+            .smembers::<Vec<String>, _>(CONFIG_INDEX)
+            .await?
+            .into_iter()
+            .collect();
+        let mut repaired = 0;
+        for chunk in desired.chunks(512) {
+            let pipeline = self.client.pipeline();
+            for config in chunk {
+                let () = pipeline
+                    .hexists(keys::config(&config.tenant), config_field::DOC)
+                    .await?;
+            }
+            let present: Vec<bool> = pipeline.all().await?;
+            for (config, present) in chunk.iter().zip(present) {
+                if !present || !indexed.contains(&config.tenant) {
+                    self.put_inner(config, true).await?;
+                    repaired += 1;
+                }
+            }
+        }
+        Ok(repaired)
     }
 
     /// Makes the store hold exactly `configs`: writes each (unchanged ones
@@ -361,17 +514,20 @@ impl Writer {
         let mut wanted = BTreeSet::new();
         for config in configs {
             wanted.insert(config.tenant.clone());
-            if self.put(config).await?.written {
+            let outcome = self.put(config).await?;
+            if outcome.written {
                 report.written += 1;
             } else {
                 report.unchanged += 1;
             }
+            report.outcomes.insert(config.tenant.clone(), outcome);
         }
         let indexed: Vec<String> = self.client.smembers(CONFIG_INDEX).await?;
         for tenant in indexed.iter().filter(|t| !wanted.contains(*t)) {
             self.delete(tenant).await?;
             report.deleted += 1;
         }
+        self.with_known(|k| k.complete = true);
         self.ensure_epoch().await?;
         Ok(report)
     }
@@ -384,7 +540,19 @@ impl Writer {
         loop {
             ticker.tick().await;
             match self.ensure_epoch().await {
-                Ok(EpochCheck::Present(_)) => {}
+                Ok(EpochCheck::Present(_)) => match self.repair().await {
+                    Ok(0) => {}
+                    Ok(repaired) => {
+                        warn!(
+                            repaired,
+                            "Tenant configs missing from the config store were written back"
+                        );
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "Could not check the config store for lost documents");
+                    }
+                },
+                Ok(EpochCheck::Incomplete) => {}
                 Ok(EpochCheck::Republished { epoch, tenants }) => {
                     info!(
                         epoch,

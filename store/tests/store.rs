@@ -106,9 +106,10 @@ async fn delete_removes_the_document_and_announces_once() {
     writer.put(&config("globex", "globex.test")).await.unwrap();
     let gone = writer.delete("acme").await.unwrap().expect("announced");
     assert_eq!(writer.delete("acme").await.unwrap(), None, "idempotent");
+    // The document is gone; its revision stays as a tombstone.
     assert_eq!(
         redis
-            .command(&["EXISTS", &keys::config("acme")])
+            .command(&["HEXISTS", &keys::config("acme"), config_field::DOC])
             .await
             .unwrap(),
         ":0\r\n"
@@ -125,9 +126,83 @@ async fn delete_removes_the_document_and_announces_once() {
         ("acme", 2, ChangeOp::Delete)
     );
 
-    // Recreated later: revisions keep rising past the delete.
-    let back = writer.put(&config("acme", "acme.test")).await.unwrap();
+    // Recreated later, even by a writer that never saw the delete:
+    // revisions keep rising past it.
+    let fresh = self::writer(&redis.url()).await;
+    let back = fresh.put(&config("acme", "acme.test")).await.unwrap();
     assert_eq!(back.revision, 3);
+}
+
+#[tokio::test]
+async fn a_lost_fleet_slot_or_document_is_written_back() {
+    let redis = RedisServer::start().await.unwrap();
+    let writer = writer(&redis.url()).await;
+    // Before sync_all the writer does not know every tenant: no marker.
+    writer.put(&config("acme", "acme.test")).await.unwrap();
+    assert_eq!(writer.ensure_epoch().await.unwrap(), EpochCheck::Incomplete);
+    writer
+        .sync_all(&[config("acme", "acme.test"), config("globex", "globex.test")])
+        .await
+        .unwrap();
+    // The fleet-wide keys vanish (a Cluster shard restarted empty) while the
+    // documents survive: a republish must announce them again.
+    for key in [
+        keys::CONFIG_INDEX,
+        keys::CONFIG_CHANGES_STREAM,
+        keys::CONFIG_SEQ,
+        keys::CONFIG_EPOCH,
+    ] {
+        redis.command(&["DEL", key]).await.unwrap();
+    }
+    let check = writer.ensure_epoch().await.unwrap();
+    assert!(
+        matches!(check, EpochCheck::Republished { tenants: 2, .. }),
+        "{check:?}"
+    );
+    let reader = reader(&redis.url()).await;
+    let sync = reader.full_sync().await.unwrap();
+    assert_eq!(sync.tenants.len(), 2);
+    assert_eq!(xlen(&redis).await, ":2\r\n");
+
+    // A document vanishes on its own (its shard restarted): repair finds it.
+    redis
+        .command(&["DEL", &keys::config("globex")])
+        .await
+        .unwrap();
+    assert_eq!(writer.repair().await.unwrap(), 1);
+    assert_eq!(writer.repair().await.unwrap(), 0);
+    let sync = reader.full_sync().await.unwrap();
+    assert!(
+        sync.tenants
+            .iter()
+            .all(|(_, f)| matches!(f, Fetched::Config(_)))
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_lost_writes_is_republished_behind_a_new_epoch() {
+    let redis = RedisServer::start().await.unwrap();
+    let writer = writer(&redis.url()).await;
+    writer
+        .sync_all(&[config("acme", "acme.test")])
+        .await
+        .unwrap();
+    let EpochCheck::Present(before) = writer.ensure_epoch().await.unwrap() else {
+        panic!()
+    };
+    writer.put(&config("acme", "www.acme.test")).await.unwrap();
+    // A failover to a replica that missed the last announcements: the
+    // change counter is behind what this writer already announced.
+    redis
+        .command(&["SET", keys::CONFIG_SEQ, "0"])
+        .await
+        .unwrap();
+    writer.put(&config("acme", "api.acme.test")).await.unwrap();
+    let check = writer.ensure_epoch().await.unwrap();
+    let EpochCheck::Republished { epoch, tenants: 1 } = check else {
+        panic!("{check:?}")
+    };
+    assert_ne!(epoch, before);
 }
 
 #[tokio::test]
@@ -326,8 +401,11 @@ fn ack(id: &str, epoch: Option<String>, applied: StreamId) -> ProxyAck {
 async fn acknowledgements_expire_with_their_proxy() {
     let redis = RedisServer::start().await.unwrap();
     let writer = writer(&redis.url()).await;
-    let put = writer.put(&config("acme", "acme.test")).await.unwrap();
-    writer.ensure_epoch().await.unwrap();
+    let put = writer
+        .sync_all(&[config("acme", "acme.test")])
+        .await
+        .unwrap()
+        .outcomes["acme"];
     let epoch = writer.epoch().await.unwrap();
     let client = writer.client();
     acks::publish(
