@@ -50,7 +50,10 @@ pub fn service_endpoints(
             .and_then(|s| s.ports.as_ref())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let slices = by_service.get(&(ns, name)).map(Vec::as_slice).unwrap_or_default();
+        let slices = by_service
+            .get(&(ns, name))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for port in ports {
             let Ok(number) = u16::try_from(port.port) else {
                 continue;
@@ -67,7 +70,7 @@ pub fn service_endpoints(
                 let Some(target) = target.and_then(|t| u16::try_from(t).ok()) else {
                     continue;
                 };
-                for endpoint in &slice.endpoints {
+                for endpoint in slice.endpoints.iter().flatten() {
                     let conditions = endpoint.conditions.as_ref();
                     let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
                     let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
@@ -143,7 +146,7 @@ mod tests {
         )
     }
 
-    fn slice(name: &str, endpoints: serde_json::Value) -> Arc<EndpointSlice> {
+    fn slice(name: &str, endpoints: &serde_json::Value) -> Arc<EndpointSlice> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "acme",
@@ -161,7 +164,7 @@ mod tests {
         let slices = [
             slice(
                 "web-1",
-                json!([
+                &json!([
                     {"addresses": ["10.0.0.1"], "conditions": {"ready": true}},
                     {"addresses": ["10.0.0.2"],
                      "conditions": {"ready": false, "serving": true, "terminating": true}},
@@ -169,7 +172,7 @@ mod tests {
             ),
             slice(
                 "web-2",
-                json!([{"addresses": ["10.0.0.3"],
+                &json!([{"addresses": ["10.0.0.3"],
                         "conditions": {"ready": false, "serving": false}}]),
             ),
         ];

@@ -49,7 +49,11 @@ impl Metrics {
         let statuses = Family::<KindLabels, Counter>::default();
         let errors = Family::<KindLabels, Counter>::default();
         let leader = Gauge::default();
-        registry.register("veloflux_operator_reconcile_passes", "Reconcile passes run", passes.clone());
+        registry.register(
+            "veloflux_operator_reconcile_passes",
+            "Reconcile passes run",
+            passes.clone(),
+        );
         registry.register(
             "veloflux_operator_reconcile_duration_seconds",
             "Duration of one reconcile pass (resolve and writes)",
@@ -75,7 +79,11 @@ impl Metrics {
             "Failed writes, by kind (`Store` for the config store)",
             errors.clone(),
         );
-        registry.register("veloflux_operator_leader", "1 while this replica leads", leader.clone());
+        registry.register(
+            "veloflux_operator_leader",
+            "1 while this replica leads",
+            leader.clone(),
+        );
         Self {
             registry,
             passes,
@@ -99,14 +107,18 @@ impl Metrics {
     /// Counts one status write of `kind`.
     pub fn status_written(&self, kind: &str) {
         self.statuses
-            .get_or_create(&KindLabels { kind: kind.to_owned() })
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
             .inc();
     }
 
     /// Counts one failed write of `kind`.
     pub fn error(&self, kind: &str) {
         self.errors
-            .get_or_create(&KindLabels { kind: kind.to_owned() })
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
             .inc();
     }
 

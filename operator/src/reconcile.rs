@@ -194,7 +194,9 @@ impl Reconciler {
         let fleet = match acks::read_fleet(self.writer.client()).await {
             Ok(fleet) => Some(fleet),
             Err(err) => {
-                report.errors.push(format!("reading acknowledgements: {err}"));
+                report
+                    .errors
+                    .push(format!("reading acknowledgements: {err}"));
                 None
             }
         };
@@ -217,8 +219,16 @@ impl Reconciler {
                 "conditions": conditions,
             });
             let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
-            self.write_status::<Plan>(plan, None, desired, &current_conditions, &conditions, &mut report)
-                .await;
+            let api = Api::<Plan>::all(self.client.clone());
+            self.write_status(
+                api,
+                plan,
+                desired,
+                &current_conditions,
+                &conditions,
+                &mut report,
+            )
+            .await;
         }
         for tenant in &live_tenants {
             let Some(out) = resolution.tenants.get(&tenant.name_any()) else {
@@ -237,8 +247,16 @@ impl Reconciler {
                 "conditions": conditions,
             });
             let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
-            self.write_status::<Tenant>(tenant, None, desired, &current_conditions, &conditions, &mut report)
-                .await;
+            let api = Api::<Tenant>::all(self.client.clone());
+            self.write_status(
+                api,
+                tenant,
+                desired,
+                &current_conditions,
+                &conditions,
+                &mut report,
+            )
+            .await;
         }
         for route in &world.routes {
             let key = ObjectKey::of(route.meta());
@@ -258,9 +276,10 @@ impl Reconciler {
                 "conditions": conditions,
             });
             let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
-            self.write_status::<Route>(
+            let api = Api::<Route>::namespaced(self.client.clone(), &key.namespace);
+            self.write_status(
+                api,
                 route,
-                Some(&key.namespace),
                 desired,
                 &current_conditions,
                 &conditions,
@@ -285,9 +304,10 @@ impl Reconciler {
                 "conditions": conditions,
             });
             let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
-            self.write_status::<DedicatedInstance>(
+            let api = Api::<DedicatedInstance>::namespaced(self.client.clone(), &key.namespace);
+            self.write_status(
+                api,
                 instance,
-                Some(&key.namespace),
                 desired,
                 &current_conditions,
                 &conditions,
@@ -338,12 +358,18 @@ impl Reconciler {
                     }
                     self.synced = true;
                 }
-                Err(err) => report.errors.push(format!("initial sync of the config store: {err}")),
+                Err(err) => report
+                    .errors
+                    .push(format!("initial sync of the config store: {err}")),
             }
             return;
         }
         for (tenant, config) in configs {
-            if self.written.get(tenant).is_some_and(|w| &w.config == config) {
+            if self
+                .written
+                .get(tenant)
+                .is_some_and(|w| &w.config == config)
+            {
                 continue;
             }
             match self.writer.put(config).await {
@@ -360,7 +386,9 @@ impl Reconciler {
                         },
                     );
                 }
-                Err(err) => report.errors.push(format!("writing tenant {tenant}: {err}")),
+                Err(err) => report
+                    .errors
+                    .push(format!("writing tenant {tenant}: {err}")),
             }
         }
         let gone: Vec<String> = self
@@ -375,7 +403,9 @@ impl Reconciler {
                     report.configs_deleted += 1;
                     self.written.remove(&tenant);
                 }
-                Err(err) => report.errors.push(format!("removing tenant {tenant}: {err}")),
+                Err(err) => report
+                    .errors
+                    .push(format!("removing tenant {tenant}: {err}")),
             }
         }
     }
@@ -472,8 +502,8 @@ impl Reconciler {
 
     async fn write_status<K>(
         &self,
+        api: Api<K>,
         object: &K,
-        namespace: Option<&str>,
         desired: Value,
         current_conditions: &[Condition],
         conditions: &[Condition],
@@ -494,17 +524,17 @@ impl Reconciler {
         }
         let kind = K::kind(&());
         let name = object.name_any();
-        let api: Api<K> = match namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
         let patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": kind,
             "status": desired,
         });
         match api
-            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await
         {
             Ok(_) => {
@@ -540,11 +570,7 @@ impl Reconciler {
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            if let Err(err) = self
-                .recorder
-                .publish(&event, &object.object_ref(&()))
-                .await
-            {
+            if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
                 debug!(error = %err, "Event not recorded");
             }
         }
@@ -558,9 +584,14 @@ impl Reconciler {
             "resourceVersion": tenant.resource_version(),
         }});
         let api: Api<Tenant> = Api::all(self.client.clone());
-        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => report.finalizers += 1,
-            Err(err) => report.errors.push(format!("finalizer on tenant {name}: {err}")),
+            Err(err) => report
+                .errors
+                .push(format!("finalizer on tenant {name}: {err}")),
         }
     }
 
@@ -584,12 +615,17 @@ impl Reconciler {
             "resourceVersion": tenant.resource_version(),
         }});
         let api: Api<Tenant> = Api::all(self.client.clone());
-        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
                 report.finalizers += 1;
                 info!(tenant_id = %name, "Tenant routing removed; finalizer released");
             }
-            Err(err) => report.errors.push(format!("finalizer on tenant {name}: {err}")),
+            Err(err) => report
+                .errors
+                .push(format!("finalizer on tenant {name}: {err}")),
         }
     }
 
@@ -627,6 +663,9 @@ mod tests {
             &json!({"observedGeneration": 3, "conditions": []})
         ));
         assert!(same_status(&json!({}), &json!({"usage": null})));
-        assert!(!same_status(&Value::Null, &json!({"observedGeneration": 1})));
+        assert!(!same_status(
+            &Value::Null,
+            &json!({"observedGeneration": 1})
+        ));
     }
 }
