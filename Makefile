@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MANIFESTS ?= examples/quickstart
 
-.PHONY: help build test lint fmt crds crds-check run bench e2e ci
+.PHONY: help build test lint fmt crds crds-check run bench e2e deploy ci
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -37,9 +37,12 @@ bench: ## Run the benchmarks (nginx, haproxy, wrk, redis-server needed; see docs
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 10
 	$(CARGO) bench -p veloflux-proxy --bench fleet -- 10000 1000
 
-e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG
-	@if [ -f e2e/run.sh ]; then bash e2e/run.sh; \
-	else echo "no e2e suite yet: it arrives with the operator (e2e/README.md)"; fi
+e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG (skips without one)
+	bash e2e/run.sh
+
+deploy: ## Install the CRDs and the operator into the current kube context
+	kubectl apply --server-side -f manifests/crds/
+	kubectl apply -f manifests/operator/
 
 ci: ## What CI runs: lint, CRD drift check, tests
 	bash .ci/run

@@ -29,7 +29,21 @@ struct State {
     log: Vec<(u64, String, String, &'static str, Value)>,
     watchers: Vec<(String, Option<String>, mpsc::UnboundedSender<Bytes>)>,
     writes: Vec<String>,
+    calls: Vec<Call>,
     uid: u64,
+}
+
+/// One API request in RBAC terms.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Call {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Resource, with `/subresource` when there is one.
+    pub resource: String,
+    /// Namespace, empty for cluster-wide requests.
+    pub namespace: String,
 }
 
 /// The fake API server. Clones share state.
@@ -350,6 +364,11 @@ impl FakeApi {
             .collect()
     }
 
+    /// Every request so far, in RBAC terms.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
     /// Every write so far (`METHOD path`).
     pub fn writes(&self) -> Vec<String> {
         self.lock().writes.clone()
@@ -370,6 +389,33 @@ impl FakeApi {
         if method != Method::GET {
             state.writes.push(format!("{method} {path}"));
         }
+        let watching = matches!(query_param(query, "watch"), Some("true" | "1"));
+        let verb = match (method.clone(), &target.name) {
+            (Method::GET, None) if watching => "watch",
+            (Method::GET, None) => "list",
+            (Method::GET, Some(_)) => "get",
+            (Method::POST, _) => "create",
+            (Method::PUT, _) => "update",
+            (Method::PATCH, _) => "patch",
+            (Method::DELETE, _) => "delete",
+            _ => "unknown",
+        };
+        let mut parts = target.collection.split('/');
+        let group = match parts.next() {
+            Some("apis") => parts.next().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        let resource = target.collection.rsplit('/').next().unwrap_or_default();
+        let resource = match &target.sub {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_owned(),
+        };
+        state.calls.push(Call {
+            verb: verb.to_owned(),
+            group,
+            resource,
+            namespace: target.namespace.clone().unwrap_or_default(),
+        });
         let namespace = target.namespace.clone().unwrap_or_default();
         let result = match (method.clone(), &target.name) {
             (Method::GET, None)
