@@ -387,10 +387,30 @@ async fn a_second_pass_writes_nothing_and_conditions_follow_conventions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programmed_turns_true_once_the_proxies_serve_the_revision() {
     let mut h = Harness::start().await;
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = backend.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let mut route = Route::test("acme", "web", "acme", "acme.test").created(20);
+    route.spec.backends[0].address = Some(backend_addr.to_string());
     h.api.apply(&Plan::test("free"));
     h.api.apply(&acme());
-    h.api
-        .apply(&Route::test("acme", "web", "acme", "acme.test").created(20));
+    h.api.apply(&route);
     h.settle().await;
     let programmed = h.condition(ROUTES, "acme", "web", "Programmed").unwrap();
     assert_eq!(
@@ -441,6 +461,22 @@ async fn programmed_turns_true_once_the_proxies_serve_the_revision() {
         h.condition(ROUTES, "acme", "web", "Ready").unwrap().0,
         "True"
     );
+
+    // Suspending the tenant stops it being served: a clear 403.
+    let status = async |host: &str| -> u16 {
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let request = http::Request::builder()
+            .uri(format!("http://{}/", proxy.listen))
+            .header(http::header::HOST, host)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        client.request(request).await.unwrap().status().as_u16()
+    };
+    assert_eq!(status("acme.test").await, 200);
+    h.api.apply(&acme().suspended());
+    assert!(eventually(WAIT, async || status("acme.test").await == 403).await);
     proxy.shutdown().await;
     h.operator.stop();
 }

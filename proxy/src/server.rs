@@ -312,9 +312,12 @@ impl Proxy {
 
         let mut tried = Tried::default();
         let mut attempts = 0;
+        // A retry that finds no other endpoint reports the failure that
+        // caused it (502), not "no healthy upstream".
+        let mut failed: Option<ProxyError> = None;
         let outcome = loop {
             let Some((index, endpoint)) = route.pick(rule, key, tried) else {
-                break Err(ProxyError::NoHealthyUpstream);
+                break Err(failed.take().unwrap_or(ProxyError::NoHealthyUpstream));
             };
             let endpoint = Arc::clone(endpoint);
             tried.insert(index);
@@ -359,6 +362,11 @@ impl Proxy {
                             && active.take_retry()
                         {
                             body = Some(RequestBody::Empty);
+                            failed = Some(if is_timeout(&err) {
+                                ProxyError::UpstreamTimeout
+                            } else {
+                                ProxyError::UpstreamConnect
+                            });
                             continue;
                         }
                         break Err(if is_timeout(&err) {

@@ -114,10 +114,19 @@ async fn unreachable_upstream_is_502_and_a_healthy_one_takes_the_retry() {
         "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: retry, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [retry.acme.test]\n  retries: {{attempts: 1}}\n  backends:\n    - {{name: gone, address: \"{dead}\"}}\n    - {{name: a, address: \"{}\"}}\n",
         a.addr
     );
-    let (_f, proxy) = proxy_with(format!("{yaml}---\n{retrying}")).await;
+    // Default retries, but no other endpoint to retry on: still 502.
+    let lonely = format!(
+        "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: lonely, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [lonely.acme.test]\n  backends:\n    - {{name: gone, address: \"{dead}\"}}\n"
+    );
+    let (_f, proxy) = proxy_with(format!("{yaml}---\n{retrying}---\n{lonely}")).await;
     let c = client();
     assert_json_error(
         &get(&c, proxy.listen, "dead.acme.test", "/").await,
+        502,
+        "upstream_connect_failed",
+    );
+    assert_json_error(
+        &get(&c, proxy.listen, "lonely.acme.test", "/").await,
         502,
         "upstream_connect_failed",
     );
