@@ -21,9 +21,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  # Delete while the operator still runs, so the Tenant's finalizer is released.
+  kubectl delete --ignore-not-found --timeout=30s -f e2e/over-quota.yaml >/dev/null 2>&1 || true
+  kubectl delete --ignore-not-found --timeout=30s -f e2e/manifests.yaml >/dev/null 2>&1 || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  kubectl delete --ignore-not-found --wait=false -f e2e/manifests.yaml >/dev/null 2>&1 || true
-  kubectl delete --ignore-not-found namespace veloflux-e2e >/dev/null 2>&1 || true
+  kubectl delete --ignore-not-found --wait=false namespace veloflux-e2e >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -549,3 +549,64 @@ async fn only_the_lease_holder_writes_and_a_standby_takes_over() {
     );
     standby.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_report_readiness_and_metrics() {
+    let mut h = Harness::start().await;
+    h.api.apply(&Plan::test("free"));
+    h.api.apply(&acme());
+    h.settle().await;
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe_pass(Duration::from_millis(3), &h.operator.last().1);
+    metrics.status_written("Route");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin = tokio::spawn(veloflux_operator::admin::run(
+        listener,
+        Arc::clone(&h.operator.health),
+        metrics,
+    ));
+    let get = async |path: &str| -> (u16, String) {
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = client
+            .get(format!("http://{addr}{path}").parse().unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""synced":true"#), "{body}");
+    let (_, text) = get("/metrics").await;
+    assert!(
+        text.contains("veloflux_operator_reconcile_passes_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"veloflux_operator_status_writes_total{kind="Route"} 1"#),
+        "{text}"
+    );
+    admin.abort();
+    h.operator.stop();
+}
+
+#[test]
+fn the_binary_says_why_it_cannot_start_without_a_cluster() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_veloflux-operator"))
+        .args(["--redis", "redis://127.0.0.1:1"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no Kubernetes API"), "{stderr}");
+}
