@@ -85,6 +85,13 @@ pub fn config(id: &str) -> String {
     format!("vf:config:{{{id}}}")
 }
 
+/// `vf:rl:{tenant}:{scope}:{key}`: one rate-limit bucket (a GCRA arrival
+/// time). `scope` is `t` (the plan's tenant-wide limit) or `r:<route>`;
+/// `key` is empty or the client key (IP, header value, JWT subject).
+pub fn rate_limit(tenant: &str, scope: &str, key: &str) -> String {
+    format!("vf:rl:{{{tenant}}}:{scope}:{key}")
+}
+
 /// `vf:user:{id}`: one user.
 pub fn user(id: &str) -> String {
     format!("vf:user:{{{id}}}")
@@ -248,6 +255,7 @@ mod tests {
                 tenant_users(id),
                 tenant_billing(id),
                 tenant_deployment(id),
+                rate_limit(id, "r:acme/web", "10.0.0.1"),
             ] {
                 assert_eq!(cluster_slot(&key), slot, "{key}");
             }

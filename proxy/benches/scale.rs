@@ -211,6 +211,7 @@ fn main() {
             let t = Instant::now();
             let ctx = BuildContext {
                 endpoints: &reloader.endpoints,
+                limits: &reloader.limits,
                 metrics: &reloader.metrics,
                 clients: &reloader.clients,
             };

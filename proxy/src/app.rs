@@ -19,6 +19,7 @@ use crate::admin::{Admin, SnapshotCollector, SourceStatus};
 use crate::config::Config;
 use crate::fleet::{Fleet, FleetOptions, default_proxy_id};
 use crate::metrics::{Metrics, SourceLabels};
+use crate::ratelimit::SharedLimits;
 use crate::reload::Reloader;
 use crate::server::Proxy;
 use crate::snapshot::Store;
@@ -42,12 +43,14 @@ pub struct Running {
     listeners: Vec<JoinHandle<()>>,
     watcher: JoinHandle<()>,
     fleet: bool,
+    sweeper: JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, drains for the configured grace, and returns when done.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.sweeper.abort();
         if self.fleet {
             // The Redis source withdraws its acknowledgement and disconnects.
             let _ = self.watcher.await;
@@ -104,6 +107,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             let mut redis = RedisOptions::new(url.clone());
             redis.ca_file.clone_from(&config.redis_ca);
             redis.command_timeout = config.redis_timeout;
+            // Rate limits are shared through the same Redis, on their own
+            // connection with a short timeout.
+            let mut limits = redis.clone();
+            limits.command_timeout = config.ratelimit_timeout;
+            let limits_client = limits.client().context("rate-limit store")?;
+            let _connection = fred::prelude::ClientLike::connect(&limits_client);
+            reloader.limits.share(SharedLimits::new(
+                limits_client,
+                config.ratelimit_timeout,
+                &metrics,
+            ));
             let options = FleetOptions {
                 redis,
                 proxy_id: config.proxy_id.clone().unwrap_or_else(default_proxy_id),
@@ -196,6 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.shutdown_grace,
         )));
     }
+    let sweeper = tokio::spawn(Arc::clone(&reloader.limits).sweep_forever());
     let fleet = matches!(source, Source::Fleet(_));
     let watcher = match source {
         Source::Manifests(source) => tokio::spawn(watch_manifests(
@@ -229,6 +244,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         listeners,
         watcher,
         fleet,
+        sweeper,
     })
 }
 

@@ -67,6 +67,9 @@ pub struct Config {
     /// Per-command timeout for Redis.
     #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub redis_timeout: Duration,
+    /// Longest a rate-limit call to Redis may take before the plan's failure mode applies.
+    #[arg(long, env = "VELOFLUX_RATELIMIT_TIMEOUT", default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub ratelimit_timeout: Duration,
     /// How often the proxy checks the store's epoch and refreshes its acknowledgement (which lives five intervals).
     #[arg(long, env = "VELOFLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub heartbeat_interval: Duration,
@@ -174,6 +177,7 @@ impl Config {
         for (value, flag) in [
             (self.heartbeat_interval, "--heartbeat-interval"),
             (self.redis_timeout, "--redis-timeout"),
+            (self.ratelimit_timeout, "--ratelimit-timeout"),
             (self.poll_interval, "--poll-interval"),
         ] {
             if value.is_zero() {

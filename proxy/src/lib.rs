@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod ratelimit;
 pub mod reload;
 pub mod router;
 pub mod server;

@@ -65,6 +65,27 @@ pub struct StoreMetrics {
     pub propagation: Histogram,
 }
 
+/// Labels of rate-limit decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// Tenant label.
+    pub tenant: String,
+    /// `allowed`, `limited`, `failed_open` (store down, local limit only)
+    /// or `failed_closed` (store down, refused).
+    pub outcome: &'static str,
+}
+
+/// Rate limiting.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitMetrics {
+    /// 1 while the shared rate-limit store answers.
+    pub store_up: Gauge,
+    /// Calls to the shared store (leases and returns).
+    pub redis_calls: Counter,
+    /// Decisions by tenant and outcome.
+    pub decisions: Family<RateLimitLabels, Counter>,
+}
+
 /// Labels of local responses (no upstream): why the proxy answered itself.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -107,6 +128,8 @@ pub struct Metrics {
     pub folded_routes: Gauge,
     /// The fleet config store.
     pub store: StoreMetrics,
+    /// Rate limiting.
+    pub ratelimit: RateLimitMetrics,
     max_tenants: usize,
     max_routes: usize,
     #[allow(
@@ -172,6 +195,22 @@ impl Metrics {
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
             ]),
         };
+        let ratelimit = RateLimitMetrics::default();
+        registry.register(
+            "veloflux_ratelimit_store_up",
+            "1 while the shared rate-limit store (Redis) answers",
+            ratelimit.store_up.clone(),
+        );
+        registry.register(
+            "veloflux_ratelimit_store_calls",
+            "Rate-limit calls to Redis (leases and returns)",
+            ratelimit.redis_calls.clone(),
+        );
+        registry.register(
+            "veloflux_ratelimit_decisions",
+            "Rate-limit decisions by tenant and outcome (failed_open / failed_closed: the store was down and the plan's failure mode applied)",
+            ratelimit.decisions.clone(),
+        );
         registry.register(
             "veloflux_config_store_connected",
             "1 while the Redis config store answers",
@@ -260,6 +299,7 @@ impl Metrics {
             folded_tenants,
             folded_routes,
             store,
+            ratelimit,
             max_tenants,
             max_routes,
             labeled_routes: std::sync::Mutex::default(),
@@ -275,6 +315,20 @@ impl Metrics {
         collector: Box<dyn prometheus_client::collector::Collector>,
     ) {
         self.registry.register_collector(collector);
+    }
+
+    /// Decision counters of one tenant label: allowed, limited, failed
+    /// open, failed closed.
+    pub fn ratelimit_counters(&self, tenant_label: &str) -> [Counter; 4] {
+        ["allowed", "limited", "failed_open", "failed_closed"].map(|outcome| {
+            self.ratelimit
+                .decisions
+                .get_or_create(&RateLimitLabels {
+                    tenant: tenant_label.to_owned(),
+                    outcome,
+                })
+                .clone()
+        })
     }
 
     /// The label to use for `tenant`, applying the cap.

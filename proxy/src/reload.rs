@@ -28,6 +28,8 @@ pub struct Reloader {
     pub clients: ClientCache,
     /// Health checkers.
     pub health: HealthChecker,
+    /// Rate limiters.
+    pub limits: Arc<crate::ratelimit::LimitRegistry>,
 }
 
 impl Reloader {
@@ -39,6 +41,7 @@ impl Reloader {
             endpoints: EndpointRegistry::default(),
             clients: ClientCache::default(),
             health: HealthChecker::default(),
+            limits: Arc::default(),
         }
     }
 
@@ -51,6 +54,7 @@ impl Reloader {
         let started = Instant::now();
         let ctx = BuildContext {
             endpoints: &self.endpoints,
+            limits: &self.limits,
             metrics: &self.metrics,
             clients: &self.clients,
         };

@@ -104,6 +104,8 @@ impl ClientCache {
 pub struct BuildContext<'a> {
     /// Shared endpoint states.
     pub endpoints: &'a EndpointRegistry,
+    /// Rate limiters.
+    pub limits: &'a crate::ratelimit::LimitRegistry,
     /// Metric families.
     pub metrics: &'a Metrics,
     /// Upstream clients.
@@ -157,6 +159,8 @@ pub struct RouteRuntime {
     pub client: Arc<UpstreamClient>,
     /// Metric handles.
     pub metrics: RouteMetrics,
+    /// The route's own (tighter) rate limit.
+    pub rate_limit: Option<Arc<crate::ratelimit::Limiter>>,
     active: AtomicU64,
     active_retries: AtomicU64,
 }
@@ -312,6 +316,8 @@ pub struct HostEntry {
     pub suspended_hits: Counter,
     /// Certificate presented for this host over TLS.
     pub certificate: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// The plan's tenant-wide rate limit.
+    pub rate_limit: Option<Arc<crate::ratelimit::Limiter>>,
     candidates: Box<[Candidate]>,
 }
 
@@ -361,7 +367,7 @@ pub fn build_tenant(
     let tenant_label: Arc<str> = ctx.metrics.tenant_label(&config.tenant).into();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
-        routes.push(Arc::new(build_route(route, &tenant_label, ctx)?));
+        routes.push(Arc::new(build_route(route, &config, &tenant_label, ctx)?));
     }
     let mut by_host: HashMap<&str, Vec<Candidate>> = HashMap::new();
     for (route, runtime) in config.routes.iter().zip(&routes) {
@@ -421,6 +427,22 @@ pub fn build_tenant(
     let suspended_hits = ctx
         .metrics
         .local_response(&tenant_label, "tenant_suspended");
+    let plan_limit = veloflux_crds::config::RateLimitConfig {
+        requests_per_minute: config.plan.requests_per_minute,
+        burst: config.plan.burst,
+        key: veloflux_crds::route::RateLimitKey::Tenant,
+        header: None,
+    };
+    let tenant_limit = (config.plan.requests_per_minute > 0).then(|| {
+        ctx.limits.limiter(
+            &config.tenant,
+            "t",
+            &plan_limit,
+            config.plan.rate_limit_failure_mode,
+            ctx.metrics,
+            &tenant_label,
+        )
+    });
     let mut hosts: Vec<(Arc<str>, Arc<HostEntry>)> = by_host
         .into_iter()
         .map(|(host, mut candidates)| {
@@ -443,6 +465,7 @@ pub fn build_tenant(
                 no_rule: no_rule.clone(),
                 suspended_hits: suspended_hits.clone(),
                 certificate: certificates.get(host).cloned(),
+                rate_limit: tenant_limit.clone(),
                 candidates: candidates.into(),
             };
             (Arc::<str>::from(host), Arc::new(entry))
@@ -460,6 +483,7 @@ pub fn build_tenant(
 
 fn build_route(
     route: &RouteConfig,
+    tenant: &TenantConfig,
     tenant_label: &str,
     ctx: BuildContext<'_>,
 ) -> Result<RouteRuntime, BuildError> {
@@ -521,6 +545,16 @@ fn build_route(
             .clients
             .get(route.timeouts.connect_ms, route.timeouts.idle_ms),
         metrics: ctx.metrics.route(tenant_label, &route.id),
+        rate_limit: route.rate_limit.as_ref().map(|limit| {
+            ctx.limits.limiter(
+                &tenant.tenant,
+                &format!("r:{}", route.id),
+                limit,
+                tenant.plan.rate_limit_failure_mode,
+                ctx.metrics,
+                tenant_label,
+            )
+        }),
         active: AtomicU64::new(0),
         active_retries: AtomicU64::new(0),
     })

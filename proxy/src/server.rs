@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::balancer::Tried;
 use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
 use crate::metrics::Metrics;
+use crate::ratelimit::Decision;
 use crate::router::{HostEntry, RouteRuntime};
 use crate::snapshot::{Store, normalize_host};
 
@@ -55,6 +56,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream broke the exchange.
     Upstream,
+    /// The tenant's or the route's rate limit is reached.
+    RateLimited,
 }
 
 impl ProxyError {
@@ -102,13 +105,18 @@ impl ProxyError {
                 "upstream_error",
                 "the upstream failed",
             ),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After",
+            ),
         }
     }
 
     /// Whose fault it was: `client`, `upstream` or `config`.
     pub fn fault(self) -> &'static str {
         match self {
-            Self::BadHost | Self::BodyTooLarge => "client",
+            Self::BadHost | Self::BodyTooLarge | Self::RateLimited => "client",
             Self::NoRoute | Self::NoRule | Self::Suspended => "config",
             Self::NoHealthyUpstream
             | Self::UpstreamConnect
@@ -138,6 +146,41 @@ impl ProxyError {
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Checks the route's limit, then the plan's (so a request the route
+/// refuses costs the tenant nothing); the decision to report is the
+/// refusal, or the tighter of the two.
+async fn rate_limit(
+    entry: &HostEntry,
+    route: &RouteRuntime,
+    headers: &http::HeaderMap,
+    client: std::net::IpAddr,
+) -> Option<Decision> {
+    let mut shown: Option<Decision> = None;
+    for limiter in [&route.rate_limit, &entry.rate_limit].into_iter().flatten() {
+        let decision = limiter.check(headers, client).await;
+        if !decision.allowed {
+            return Some(decision);
+        }
+        if shown.is_none_or(|s| decision.remaining < s.remaining) {
+            shown = Some(decision);
+        }
+    }
+    shown
+}
+
+/// `RateLimit-Limit` / `-Remaining` / `-Reset`, and `Retry-After` on a refusal.
+fn rate_limit_headers(headers: &mut http::HeaderMap, decision: &Decision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
+    if !decision.allowed {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
+    }
+}
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -279,6 +322,21 @@ impl Proxy {
             ));
         }
 
+        let limit = rate_limit(entry, &route, req.headers(), conn.client.ip()).await;
+        if let Some(decision) = limit.filter(|d| !d.allowed) {
+            let mut response = self.finish_local(
+                ProxyError::RateLimited,
+                &request_id,
+                entry,
+                &route,
+                &req,
+                conn,
+                started,
+            );
+            rate_limit_headers(response.headers_mut(), &decision);
+            return Ok(response);
+        }
+
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let original_host = raw_host_value(&req);
@@ -392,7 +450,10 @@ impl Proxy {
 
         match outcome {
             Err(error) => {
-                let response = error.response(&request_id);
+                let mut response = error.response(&request_id);
+                if let Some(decision) = &limit {
+                    rate_limit_headers(response.headers_mut(), decision);
+                }
                 self.finish(
                     &route,
                     entry,
@@ -443,6 +504,9 @@ impl Proxy {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers, false);
                 parts.headers.insert(X_REQUEST_ID, request_id.clone());
+                if let Some(decision) = &limit {
+                    rate_limit_headers(&mut parts.headers, decision);
+                }
                 self.finish(
                     &route,
                     entry,

@@ -1,6 +1,7 @@
 //! The routing part of the request path allocates nothing: host
-//! normalisation, snapshot lookup (exact and wildcard), rule matching and the
-//! balancer's pick, counted with an instrumented global allocator.
+//! normalisation, snapshot lookup (exact and wildcard), rule matching, the
+//! tenant's rate limit and the balancer's pick, counted with an instrumented
+//! global allocator.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -67,6 +68,7 @@ spec:
         config,
         BuildContext {
             endpoints: &endpoints,
+            limits: &veloflux_proxy::ratelimit::LimitRegistry::default(),
             metrics: &metrics,
             clients: &clients,
         },
@@ -79,6 +81,21 @@ spec:
     let hosts = ["WWW.acme.test:8080", "img.acme.test", "www.acme.test"];
     let method = Method::GET;
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let client: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let limiter = Arc::clone(
+        store
+            .load()
+            .host("www.acme.test")
+            .unwrap()
+            .rate_limit
+            .as_ref()
+            .unwrap(),
+    );
+    runtime.block_on(limiter.check(&headers, client));
+
     let region = Region::new(GLOBAL);
     let mut picked = 0;
     for i in 0..10_000 {
@@ -87,6 +104,8 @@ spec:
         let host = normalize_host(hosts[i % hosts.len()], &mut buf).unwrap();
         let entry = snapshot.host(host).unwrap();
         let (route, rule) = entry.find(&method, "/api/users", &headers).unwrap();
+        let limit = entry.rate_limit.as_ref().unwrap();
+        runtime.block_on(limit.check(&headers, client));
         if route.pick(rule, None, Tried::default()).is_some() {
             picked += 1;
         }

@@ -16,6 +16,7 @@
 
 pub mod acks;
 pub mod connect;
+pub mod ratelimit;
 pub mod reader;
 pub mod stream_id;
 #[cfg(feature = "testing")]

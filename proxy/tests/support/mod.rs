@@ -255,6 +255,7 @@ pub fn config(dir: &Path) -> Config {
         proxy_id: None,
         redis_connect_timeout: Duration::from_secs(3),
         redis_timeout: Duration::from_secs(2),
+        ratelimit_timeout: Duration::from_millis(50),
         heartbeat_interval: Duration::from_secs(2),
         demo_backends: false,
         access_log: false,
