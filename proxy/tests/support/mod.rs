@@ -198,7 +198,7 @@ apiVersion: veloflux.io/v1alpha1
 kind: Plan
 metadata: {name: pro}
 spec:
-  limits: {requestsPerMinute: 100000, burst: 1000, maxRoutes: 100, maxBackendsPerRoute: 16, maxDomains: 10}
+  limits: {requestsPerMinute: 100000000, burst: 1000000, maxRoutes: 100, maxBackendsPerRoute: 16, maxDomains: 10}
   features: {staticBackends: true, customTls: true}
 ---
 apiVersion: veloflux.io/v1alpha1
