@@ -212,6 +212,7 @@ fn main() {
             let ctx = BuildContext {
                 endpoints: &reloader.endpoints,
                 limits: &reloader.limits,
+                usage: &reloader.usage,
                 metrics: &reloader.metrics,
                 clients: &reloader.clients,
             };

@@ -25,6 +25,7 @@ use crate::server::Proxy;
 use crate::snapshot::Store;
 use crate::source::ManifestSource;
 use crate::tls::{SniResolver, TlsAcceptor, certified_key, server_config};
+use crate::usage::Flusher;
 
 /// A running proxy.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ pub struct Running {
     watcher: JoinHandle<()>,
     fleet: bool,
     sweeper: JoinHandle<()>,
+    usage: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -58,6 +60,11 @@ impl Running {
             self.watcher.abort();
         }
         for task in self.listeners {
+            let _ = task.await;
+        }
+        // Every request has finished: the last usage flush counts them all.
+        if let Some((stop, task)) = self.usage {
+            let _ = stop.send(true);
             let _ = task.await;
         }
     }
@@ -80,6 +87,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
 
     let mut demo_backends = Vec::new();
+    let mut usage = None;
     let source = match (&config.manifests, &config.redis) {
         (Some(dir), _) => {
             let mut source = ManifestSource::new(dir);
@@ -118,9 +126,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.ratelimit_timeout,
                 &metrics,
             ));
+            let proxy_id = config.proxy_id.clone().unwrap_or_else(default_proxy_id);
+            let usage_client = redis.client().context("usage store")?;
+            let _connection = fred::prelude::ClientLike::connect(&usage_client);
+            let flusher = Flusher::new(usage_client, &proxy_id, Arc::clone(&reloader.usage));
+            let (stop, stopped) = watch::channel(false);
+            usage = Some((
+                stop,
+                tokio::spawn(flusher.run(config.usage_flush_interval, stopped)),
+            ));
             let options = FleetOptions {
                 redis,
-                proxy_id: config.proxy_id.clone().unwrap_or_else(default_proxy_id),
+                proxy_id,
                 connect_timeout: config.redis_connect_timeout,
                 heartbeat: config.heartbeat_interval,
                 state_dir: config.state_dir.clone(),
@@ -245,6 +262,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         watcher,
         fleet,
         sweeper,
+        usage,
     })
 }
 

@@ -37,14 +37,31 @@ pub enum RequestBody {
         seen: u64,
         /// Largest body allowed.
         limit: u64,
-        /// Counter of request bytes.
-        counter: Option<Counter>,
+        /// Where request bytes are counted.
+        counter: Option<Tally>,
     },
+}
+
+/// Where counted bytes go: the route's metric and the tenant's usage.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// The metric (per tenant label and route).
+    pub metric: Counter,
+    /// The tenant's usage total.
+    pub usage: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Tally {
+    fn add(&self, bytes: u64) {
+        self.metric.inc_by(bytes);
+        self.usage
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl RequestBody {
     /// Wraps a client body.
-    pub fn stream(inner: Incoming, limit: Option<u64>, counter: Option<Counter>) -> Self {
+    pub fn stream(inner: Incoming, limit: Option<u64>, counter: Option<Tally>) -> Self {
         Self::Stream {
             inner,
             seen: 0,
@@ -75,7 +92,7 @@ impl Body for RequestBody {
                         let len = data.len() as u64;
                         *seen += len;
                         if let Some(c) = counter {
-                            c.inc_by(len);
+                            c.add(len);
                         }
                         if *seen > *limit {
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
@@ -116,8 +133,8 @@ pub enum ResponseBody {
     Upstream {
         /// The upstream's body.
         inner: Incoming,
-        /// Counter of response bytes.
-        counter: Counter,
+        /// Where response bytes are counted.
+        counter: Tally,
         /// Keeps the request counted in flight on its endpoint until the
         /// body is done (least-connections and draining see the whole exchange).
         in_flight: Option<InFlight>,
@@ -158,7 +175,7 @@ impl Body for ResponseBody {
             } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
-                        counter.inc_by(data.len() as u64);
+                        counter.add(data.len() as u64);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }

@@ -70,6 +70,9 @@ pub struct Config {
     /// Longest a rate-limit call to Redis may take before the plan's failure mode applies.
     #[arg(long, env = "VELOFLUX_RATELIMIT_TIMEOUT", default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
     pub ratelimit_timeout: Duration,
+    /// How often per-tenant usage (requests, bytes) is written to Redis.
+    #[arg(long, env = "VELOFLUX_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub usage_flush_interval: Duration,
     /// How often the proxy checks the store's epoch and refreshes its acknowledgement (which lives five intervals).
     #[arg(long, env = "VELOFLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub heartbeat_interval: Duration,
@@ -178,6 +181,7 @@ impl Config {
             (self.heartbeat_interval, "--heartbeat-interval"),
             (self.redis_timeout, "--redis-timeout"),
             (self.ratelimit_timeout, "--ratelimit-timeout"),
+            (self.usage_flush_interval, "--usage-flush-interval"),
             (self.poll_interval, "--poll-interval"),
         ] {
             if value.is_zero() {

@@ -21,3 +21,4 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod tls;
+pub mod usage;

@@ -30,6 +30,8 @@ pub struct Reloader {
     pub health: HealthChecker,
     /// Rate limiters.
     pub limits: Arc<crate::ratelimit::LimitRegistry>,
+    /// Usage totals.
+    pub usage: Arc<crate::usage::UsageRegistry>,
 }
 
 impl Reloader {
@@ -42,6 +44,7 @@ impl Reloader {
             clients: ClientCache::default(),
             health: HealthChecker::default(),
             limits: Arc::default(),
+            usage: Arc::default(),
         }
     }
 
@@ -55,6 +58,7 @@ impl Reloader {
         let ctx = BuildContext {
             endpoints: &self.endpoints,
             limits: &self.limits,
+            usage: &self.usage,
             metrics: &self.metrics,
             clients: &self.clients,
         };

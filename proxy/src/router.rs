@@ -106,6 +106,8 @@ pub struct BuildContext<'a> {
     pub endpoints: &'a EndpointRegistry,
     /// Rate limiters.
     pub limits: &'a crate::ratelimit::LimitRegistry,
+    /// Usage totals.
+    pub usage: &'a crate::usage::UsageRegistry,
     /// Metric families.
     pub metrics: &'a Metrics,
     /// Upstream clients.
@@ -318,6 +320,8 @@ pub struct HostEntry {
     pub certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     /// The plan's tenant-wide rate limit.
     pub rate_limit: Option<Arc<crate::ratelimit::Limiter>>,
+    /// The tenant's usage totals.
+    pub usage: Arc<crate::usage::TenantUsage>,
     candidates: Box<[Candidate]>,
 }
 
@@ -433,6 +437,7 @@ pub fn build_tenant(
         key: veloflux_crds::route::RateLimitKey::Tenant,
         header: None,
     };
+    let usage = ctx.usage.tenant(&config.tenant);
     let tenant_limit = (config.plan.requests_per_minute > 0).then(|| {
         ctx.limits.limiter(
             &config.tenant,
@@ -466,6 +471,7 @@ pub fn build_tenant(
                 suspended_hits: suspended_hits.clone(),
                 certificate: certificates.get(host).cloned(),
                 rate_limit: tenant_limit.clone(),
+                usage: Arc::clone(&usage),
                 candidates: candidates.into(),
             };
             (Arc::<str>::from(host), Arc::new(entry))

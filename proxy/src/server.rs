@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use tracing::{info, warn};
 
 use crate::balancer::Tried;
+use crate::body::Tally;
 use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
 use crate::metrics::Metrics;
 use crate::ratelimit::Decision;
@@ -360,7 +361,10 @@ impl Proxy {
             RequestBody::stream(
                 body,
                 route.max_request_body_bytes,
-                Some(route.metrics.bytes_in.clone()),
+                Some(Tally {
+                    metric: route.metrics.bytes_in.clone(),
+                    usage: Arc::clone(&entry.usage.bytes_in),
+                }),
             )
         } else {
             RequestBody::Empty
@@ -523,7 +527,10 @@ impl Proxy {
                     parts,
                     ResponseBody::Upstream {
                         inner: body,
-                        counter: route.metrics.bytes_out.clone(),
+                        counter: Tally {
+                            metric: route.metrics.bytes_out.clone(),
+                            usage: Arc::clone(&entry.usage.bytes_out),
+                        },
                         in_flight: Some(in_flight),
                     },
                 ))
@@ -608,6 +615,7 @@ impl Proxy {
         error: Option<ProxyError>,
     ) {
         let elapsed = started.elapsed();
+        entry.usage.requests.fetch_add(1, Ordering::Relaxed);
         route.metrics.count_status(status.as_u16());
         route.metrics.latency.observe(elapsed.as_secs_f64());
         if self.access_log {

@@ -69,6 +69,7 @@ spec:
         BuildContext {
             endpoints: &endpoints,
             limits: &veloflux_proxy::ratelimit::LimitRegistry::default(),
+            usage: &veloflux_proxy::usage::UsageRegistry::default(),
             metrics: &metrics,
             clients: &clients,
         },

@@ -21,6 +21,7 @@ pub mod reader;
 pub mod stream_id;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 pub mod writer;
 
 pub use connect::{RedisOptions, StoreError};

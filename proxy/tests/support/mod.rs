@@ -256,6 +256,7 @@ pub fn config(dir: &Path) -> Config {
         redis_connect_timeout: Duration::from_secs(3),
         redis_timeout: Duration::from_secs(2),
         ratelimit_timeout: Duration::from_millis(50),
+        usage_flush_interval: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(2),
         demo_backends: false,
         access_log: false,
