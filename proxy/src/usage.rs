@@ -16,6 +16,9 @@ use fred::prelude::Client;
 use tracing::warn;
 use veloflux_store::usage::{self, Counts};
 
+/// Longest one tenant's usage write may take (Redis down: retried later).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One tenant's running totals since the process started.
 #[derive(Debug, Default)]
 pub struct TenantUsage {
@@ -127,22 +130,27 @@ impl Flusher {
             if state.minutes.is_empty() {
                 continue;
             }
-            match usage::write(
+            let write = usage::write(
                 &self.client,
                 tenant,
                 &self.incarnation,
                 &state.minutes,
                 &state.months,
-            )
-            .await
-            {
-                Ok(()) => {
+            );
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => {
                     // Closed minutes and months are final once written.
                     state.minutes.retain(|m, _| *m >= minute);
                     state.months.retain(|m, _| *m >= month);
                 }
-                Err(err) => {
+                // Redis is failing: the rest waits for the next flush too.
+                Ok(Err(err)) => {
                     warn!(tenant_id = %tenant, error = %err, "Usage not written; retried at the next flush");
+                    break;
+                }
+                Err(_) => {
+                    warn!(tenant_id = %tenant, "Usage write timed out; retried at the next flush");
+                    break;
                 }
             }
         }
