@@ -36,6 +36,7 @@ bench: ## Run the benchmarks (nginx, haproxy, wrk, redis-server needed; see docs
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 1
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 10
 	$(CARGO) bench -p veloflux-proxy --bench fleet -- 10000 1000
+	$(CARGO) bench -p veloflux-proxy --bench ratelimit -- 5 10
 
 e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG (skips without one)
 	bash e2e/run.sh

@@ -434,6 +434,7 @@ async fn programmed_turns_true_once_the_proxies_serve_the_revision() {
         proxy_id: Some("proxy-0".into()),
         redis_connect_timeout: Duration::from_secs(3),
         redis_timeout: Duration::from_secs(2),
+        rate_limit: true,
         ratelimit_timeout: Duration::from_millis(50),
         usage_flush_interval: Duration::from_secs(10),
         heartbeat_interval: Duration::from_millis(200),

@@ -80,6 +80,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }));
     let metrics = Arc::new(metrics);
     let reloader = Arc::new(Reloader::new(Arc::clone(&store), Arc::clone(&metrics)));
+    if !config.rate_limit {
+        reloader.limits.disable();
+    }
     let admin = Arc::new(Admin {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),

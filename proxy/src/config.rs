@@ -67,6 +67,9 @@ pub struct Config {
     /// Per-command timeout for Redis.
     #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub redis_timeout: Duration,
+    /// Enforce the plans' and routes' rate limits (false is for diagnosis only).
+    #[arg(long, env = "VELOFLUX_RATE_LIMIT", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub rate_limit: bool,
     /// Longest a rate-limit call to Redis may take before the plan's failure mode applies.
     #[arg(long, env = "VELOFLUX_RATELIMIT_TIMEOUT", default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
     pub ratelimit_timeout: Duration,

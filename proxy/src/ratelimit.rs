@@ -238,7 +238,7 @@ impl Limiter {
             let before = bucket.tokens.fetch_sub(1, Ordering::AcqRel);
             if before > 0 {
                 let left = before - 1;
-                if left <= self.lease_size / 4 && !bucket.fetching.swap(true, Ordering::AcqRel) {
+                if left <= self.lease_size / 2 && !bucket.fetching.swap(true, Ordering::AcqRel) {
                     let (limiter, bucket, key) =
                         (Arc::clone(self), Arc::clone(&bucket), key.clone());
                     tokio::spawn(async move { limiter.refill(&bucket, key.as_deref()).await });
@@ -407,6 +407,7 @@ fn jwt_subject(headers: &HeaderMap) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct LimitRegistry {
     shared: std::sync::OnceLock<Arc<SharedLimits>>,
+    disabled: AtomicBool,
     #[allow(
         clippy::disallowed_types,
         reason = "control path: taken when a tenant is compiled and by the sweeper"
@@ -415,6 +416,16 @@ pub struct LimitRegistry {
 }
 
 impl LimitRegistry {
+    /// Stops enforcing limits in tenants compiled from now on (diagnosis).
+    pub fn disable(&self) {
+        self.disabled.store(true, Ordering::Release);
+    }
+
+    /// Whether limits are enforced.
+    pub fn enabled(&self) -> bool {
+        !self.disabled.load(Ordering::Acquire)
+    }
+
     /// Shares every limit through Redis from now on.
     pub fn share(&self, shared: SharedLimits) {
         let _ = self.shared.set(Arc::new(shared));
@@ -449,7 +460,7 @@ impl LimitRegistry {
         let per_second = 1_000_000 / interval_us;
         // About 50 ms of the limit per lease: few Redis calls at high rates,
         // little held back across the fleet at low ones.
-        let lease_size = i64::try_from((per_second / 20).clamp(1, 64).min(capacity)).unwrap_or(1);
+        let lease_size = i64::try_from((per_second / 20).clamp(1, 1024).min(capacity)).unwrap_or(1);
         let key = match config.key {
             RateLimitKey::Tenant => KeyKind::Tenant,
             RateLimitKey::ClientIp => KeyKind::ClientIp,

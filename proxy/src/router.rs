@@ -438,7 +438,7 @@ pub fn build_tenant(
         header: None,
     };
     let usage = ctx.usage.tenant(&config.tenant);
-    let tenant_limit = (config.plan.requests_per_minute > 0).then(|| {
+    let tenant_limit = (ctx.limits.enabled() && config.plan.requests_per_minute > 0).then(|| {
         ctx.limits.limiter(
             &config.tenant,
             "t",
@@ -551,16 +551,20 @@ fn build_route(
             .clients
             .get(route.timeouts.connect_ms, route.timeouts.idle_ms),
         metrics: ctx.metrics.route(tenant_label, &route.id),
-        rate_limit: route.rate_limit.as_ref().map(|limit| {
-            ctx.limits.limiter(
-                &tenant.tenant,
-                &format!("r:{}", route.id),
-                limit,
-                tenant.plan.rate_limit_failure_mode,
-                ctx.metrics,
-                tenant_label,
-            )
-        }),
+        rate_limit: route
+            .rate_limit
+            .as_ref()
+            .filter(|_| ctx.limits.enabled())
+            .map(|limit| {
+                ctx.limits.limiter(
+                    &tenant.tenant,
+                    &format!("r:{}", route.id),
+                    limit,
+                    tenant.plan.rate_limit_failure_mode,
+                    ctx.metrics,
+                    tenant_label,
+                )
+            }),
         active: AtomicU64::new(0),
         active_retries: AtomicU64::new(0),
     })

@@ -255,6 +255,7 @@ pub fn config(dir: &Path) -> Config {
         proxy_id: None,
         redis_connect_timeout: Duration::from_secs(3),
         redis_timeout: Duration::from_secs(2),
+        rate_limit: true,
         ratelimit_timeout: Duration::from_millis(50),
         usage_flush_interval: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(2),
