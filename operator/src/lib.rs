@@ -9,6 +9,7 @@ pub mod config;
 pub mod inputs;
 pub mod leader;
 pub mod metrics;
+pub mod quota;
 pub mod reconcile;
 pub mod run;
 pub mod status;

@@ -80,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         resync: config.resync,
         store_check: Duration::from_secs(5),
         identity,
+        usage_check: Duration::from_secs(30),
     };
     let handle = start(client, writer, Arc::clone(&metrics), options).await;
     let listener = tokio::net::TcpListener::bind(config.admin_listen).await?;

@@ -30,6 +30,8 @@ pub struct Metrics {
     errors: Family<KindLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Tenants past their monthly quota.
+    pub tenants_over_quota: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,12 @@ impl Metrics {
         let statuses = Family::<KindLabels, Counter>::default();
         let errors = Family::<KindLabels, Counter>::default();
         let leader = Gauge::default();
+        let tenants_over_quota = Gauge::default();
+        registry.register(
+            "veloflux_operator_tenants_over_quota",
+            "Tenants past their plan's monthly quota (the overage policy applies)",
+            tenants_over_quota.clone(),
+        );
         registry.register(
             "veloflux_operator_reconcile_passes",
             "Reconcile passes run",
@@ -93,6 +101,7 @@ impl Metrics {
             statuses,
             errors,
             leader,
+            tenants_over_quota,
         }
     }
 

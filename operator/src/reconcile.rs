@@ -133,6 +133,12 @@ pub struct Reconciler {
     metrics: Arc<Metrics>,
     written: HashMap<String, Written>,
     synced: bool,
+    /// Month usage per tenant: when read, the month, the counts.
+    usage: HashMap<String, (Instant, u32, veloflux_store::usage::Counts)>,
+    /// How long a usage reading is reused.
+    usage_every: std::time::Duration,
+    /// Tenants already reported over quota, per month.
+    notified: HashSet<(String, u32)>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -154,7 +160,16 @@ impl Reconciler {
             metrics,
             written: HashMap::new(),
             synced: false,
+            usage: HashMap::new(),
+            usage_every: std::time::Duration::from_secs(30),
+            notified: HashSet::new(),
         }
+    }
+
+    /// Reuse a tenant's month usage reading for `every` (default 30 s).
+    pub fn with_usage_every(mut self, every: std::time::Duration) -> Self {
+        self.usage_every = every;
+        self
     }
 
     /// Resolves `world` and writes what changed.
@@ -179,7 +194,7 @@ impl Reconciler {
             live_tenants.push(tenant.clone());
         }
 
-        let resolution = resolve(Inputs {
+        let mut resolution = resolve(Inputs {
             plans: &world.plans,
             tenants: &live_tenants,
             routes: &world.routes,
@@ -189,6 +204,8 @@ impl Reconciler {
             secrets: Some(&world.secrets),
         });
 
+        self.enforce_quotas(&mut resolution, &world.tenants, &mut report)
+            .await;
         self.write_configs(&resolution.configs, &mut report).await;
 
         let fleet = match acks::read_fleet(self.writer.client()).await {
@@ -408,6 +425,86 @@ impl Reconciler {
                     .push(format!("removing tenant {tenant}: {err}")),
             }
         }
+    }
+
+    /// Applies each plan's overage policy to tenants past their monthly
+    /// quota (usage read from the store at most every `usage_every`).
+    async fn enforce_quotas(
+        &mut self,
+        resolution: &mut veloflux_crds::Resolution,
+        tenants: &[Tenant],
+        report: &mut PassReport,
+    ) {
+        let minute = acks::now_ms() / 60_000;
+        let month = veloflux_store::usage::month_of(minute);
+        let mut over = 0;
+        let veloflux_crds::Resolution {
+            configs, routes, ..
+        } = resolution;
+        for (tenant, config) in configs.iter_mut() {
+            if config.plan.requests_per_month.is_none()
+                && config.plan.bandwidth_bytes_per_month.is_none()
+            {
+                continue;
+            }
+            let fresh = self
+                .usage
+                .get(tenant)
+                .is_some_and(|(at, m, _)| *m == month && at.elapsed() < self.usage_every);
+            if !fresh {
+                match veloflux_store::usage::read_month(self.writer.client(), tenant, month).await {
+                    Ok(used) => {
+                        self.usage
+                            .insert(tenant.clone(), (Instant::now(), month, used));
+                    }
+                    Err(err) => {
+                        report
+                            .errors
+                            .push(format!("reading usage of tenant {tenant}: {err}"));
+                        continue;
+                    }
+                }
+            }
+            let used = self.usage.get(tenant).map_or([0; 3], |(_, _, u)| *u);
+            let Some(why) = crate::quota::overage(config, used) else {
+                continue;
+            };
+            over += 1;
+            let served: Option<HashSet<String>> = match self.written.get(tenant) {
+                Some(w) => Some(w.config.routes.iter().map(|r| r.id.clone()).collect()),
+                None => match self.writer.stored(tenant).await {
+                    Ok(stored) => stored.map(|c| c.routes.iter().map(|r| r.id.clone()).collect()),
+                    Err(err) => {
+                        report
+                            .errors
+                            .push(format!("reading tenant {tenant}: {err}"));
+                        continue;
+                    }
+                },
+            };
+            let effect = crate::quota::apply(config, served.as_ref(), routes, &why);
+            if self.notified.insert((tenant.clone(), month)) {
+                warn!(tenant_id = %tenant, policy = ?config.plan.overage_policy, effect = ?effect, "{why}");
+                if effect == crate::quota::Effect::Notify
+                    && let Some(object) = tenants.iter().find(|t| t.name_any() == *tenant)
+                {
+                    let event = Event {
+                        type_: EventType::Warning,
+                        reason: Reason::QuotaExceeded.as_str().to_owned(),
+                        note: Some(why.clone()),
+                        action: "MeterUsage".into(),
+                        secondary: None,
+                    };
+                    if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+                        report
+                            .errors
+                            .push(format!("quota event for tenant {tenant}: {err}"));
+                        self.notified.remove(&(tenant.clone(), month));
+                    }
+                }
+            }
+        }
+        self.metrics.tenants_over_quota.set(over);
     }
 
     /// The route's conditions with `Programmed` (from the proxies'

@@ -40,6 +40,8 @@ pub struct Options {
     pub store_check: Duration,
     /// Reported in Events.
     pub identity: String,
+    /// How long a tenant's monthly usage reading is reused for quotas.
+    pub usage_check: Duration,
 }
 
 /// A running operator.
@@ -184,7 +186,8 @@ pub async fn start(
         },
     );
     let (reports_tx, reports) = watch::channel((0, PassReport::default()));
-    let mut reconciler = Reconciler::new(client, writer.clone(), recorder, Arc::clone(&metrics));
+    let mut reconciler = Reconciler::new(client, writer.clone(), recorder, Arc::clone(&metrics))
+        .with_usage_every(options.usage_check);
     let loop_trigger = Arc::clone(&trigger);
     let loop_health = Arc::clone(&health);
     let loop_leader = Arc::clone(&leader);

@@ -407,6 +407,15 @@ impl Writer {
         Err(StoreError::Conflict(tenant.to_owned()))
     }
 
+    /// The config the store holds for `tenant` (what proxies serve), if any.
+    pub async fn stored(&self, tenant: &str) -> Result<Option<TenantConfig>, StoreError> {
+        let doc: Option<String> = self
+            .client
+            .hget(keys::config(tenant), config_field::DOC)
+            .await?;
+        Ok(doc.and_then(|doc| TenantConfig::from_json(&doc).ok()))
+    }
+
     /// The epoch marker, if set.
     pub async fn epoch(&self) -> Result<Option<String>, StoreError> {
         Ok(self.client.get(CONFIG_EPOCH).await?)

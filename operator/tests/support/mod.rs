@@ -46,6 +46,7 @@ pub fn options() -> Options {
         resync: Duration::from_secs(60),
         store_check: Duration::from_millis(500),
         identity: "test".into(),
+        usage_check: Duration::ZERO,
     }
 }
 
