@@ -438,6 +438,9 @@ impl Reconciler {
         let minute = acks::now_ms() / 60_000;
         let month = veloflux_store::usage::month_of(minute);
         let mut over = 0;
+        // Tenants whose quota state is unknown this pass keep what was last
+        // written rather than losing a throttle or a block.
+        let mut hold: Vec<String> = Vec::new();
         let veloflux_crds::Resolution {
             configs, routes, ..
         } = resolution;
@@ -458,10 +461,14 @@ impl Reconciler {
                             .insert(tenant.clone(), (Instant::now(), month, used));
                     }
                     Err(err) => {
+                        // Keep enforcing on the last reading of this month.
                         report
                             .errors
                             .push(format!("reading usage of tenant {tenant}: {err}"));
-                        continue;
+                        if self.usage.get(tenant).is_none_or(|(_, m, _)| *m != month) {
+                            hold.push(tenant.clone());
+                            continue;
+                        }
                     }
                 }
             }
@@ -478,6 +485,7 @@ impl Reconciler {
                         report
                             .errors
                             .push(format!("reading tenant {tenant}: {err}"));
+                        hold.push(tenant.clone());
                         continue;
                     }
                 },
@@ -502,6 +510,13 @@ impl Reconciler {
                         self.notified.remove(&(tenant.clone(), month));
                     }
                 }
+            }
+        }
+        for tenant in hold {
+            if let (Some(config), Some(written)) =
+                (configs.get_mut(&tenant), self.written.get(&tenant))
+            {
+                *config = written.config.clone();
             }
         }
         self.metrics.tenants_over_quota.set(over);

@@ -28,7 +28,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use veloflux_crds::config::RateLimitConfig;
 use veloflux_crds::plan::FailureMode;
 use veloflux_crds::route::RateLimitKey;
@@ -48,6 +48,8 @@ pub struct SharedLimits {
     client: Client,
     timeout: Duration,
     up: AtomicBool,
+    /// Consecutive failed calls; the store counts as down after three.
+    failures: std::sync::atomic::AtomicU32,
     calls: Counter,
     store_up: prometheus_client::metrics::gauge::Gauge,
 }
@@ -61,12 +63,19 @@ impl SharedLimits {
             client,
             timeout,
             up: AtomicBool::new(true),
+            failures: std::sync::atomic::AtomicU32::new(0),
             calls: metrics.ratelimit.redis_calls.clone(),
             store_up: metrics.ratelimit.store_up.clone(),
         }
     }
 
     fn set_up(&self, up: bool) {
+        // One slow call is not an outage: three in a row are.
+        if up {
+            self.failures.store(0, Ordering::Release);
+        } else if self.failures.fetch_add(1, Ordering::AcqRel) + 1 < 3 {
+            return;
+        }
         if self.up.swap(up, Ordering::AcqRel) != up {
             self.store_up.set(i64::from(up));
             if up {
@@ -105,6 +114,8 @@ struct Bucket {
     local_tat_us: AtomicU64,
     fetching: AtomicBool,
     fetched: Notify,
+    /// Requests waiting for a lease: the next one asks for at least as many.
+    waiting: AtomicU64,
     /// Last lease or use (ms since `origin`).
     touched_ms: AtomicU64,
     leased_ms: AtomicU64,
@@ -253,17 +264,25 @@ impl Limiter {
             let notified = bucket.fetched.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            bucket.waiting.fetch_add(1, Ordering::AcqRel);
             if bucket.fetching.swap(true, Ordering::AcqRel) {
                 let _ = tokio::time::timeout(shared.timeout, notified).await;
             } else {
-                // Boxed: the slow path (a lease per `lease_size` requests)
-                // keeps the request's future small.
-                Box::pin(self.refill(&bucket, key.as_deref())).await;
+                // A task of its own: the lease completes (and clears
+                // `fetching`) even if this request is dropped meanwhile.
+                let (limiter, owned, key) = (Arc::clone(self), Arc::clone(&bucket), key.clone());
+                let _ =
+                    tokio::spawn(async move { limiter.refill(&owned, key.as_deref()).await }).await;
             }
+            bucket.waiting.fetch_sub(1, Ordering::AcqRel);
         }
-        if shared.up.load(Ordering::Acquire) {
+        // No token after three tries: refused if the shared bucket said so,
+        // otherwise the store is failing and the plan's failure mode decides.
+        let over = bucket.over_until_ms.load(Ordering::Acquire);
+        let now_ms = self.now_us() / 1000;
+        if over > now_ms {
             self.limited.inc();
-            self.decision(false, 0, self.interval_us)
+            self.decision(false, 0, (over - now_ms) * 1000)
         } else {
             self.degraded(local)
         }
@@ -292,7 +311,10 @@ impl Limiter {
                     &redis_key,
                     self.interval_us,
                     self.capacity,
-                    u64::try_from(self.lease_size).unwrap_or(1),
+                    u64::try_from(self.lease_size)
+                        .unwrap_or(1)
+                        .max(bucket.waiting.load(Ordering::Acquire))
+                        .min(self.capacity),
                 ),
             )
             .await;
@@ -376,8 +398,12 @@ impl Limiter {
             )
             .await;
             if !matches!(released, Ok(Ok(()))) {
-                // Kept by the proxy rather than lost: usable until the next sweep.
-                bucket.tokens.fetch_add(unused, Ordering::AcqRel);
+                // The return may or may not have reached Redis: dropping the
+                // tokens can only under-admit, never admit twice.
+                debug!(
+                    unused,
+                    "Unused rate-limit tokens dropped: the return did not complete"
+                );
             }
         }
     }
@@ -507,9 +533,6 @@ impl LimitRegistry {
                 limiters.retain(|_, l| l.strong_count() > 0);
                 limiters.values().filter_map(Weak::upgrade).collect()
             };
-            for limiter in live {
-                limiter.sweep().await;
-            }
             if let Some(shared) = self.shared.get()
                 && !shared.up.load(Ordering::Acquire)
             {
@@ -518,6 +541,9 @@ impl LimitRegistry {
                 if matches!(ping, Ok(Ok(_))) {
                     shared.set_up(true);
                 }
+            }
+            for limiter in live {
+                limiter.sweep().await;
             }
         }
     }

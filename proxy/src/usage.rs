@@ -143,11 +143,10 @@ impl Flusher {
                     state.minutes.retain(|m, _| *m >= minute);
                     state.months.retain(|m, _| *m >= month);
                 }
-                // Redis is failing: the rest waits for the next flush too.
                 Ok(Err(err)) => {
                     warn!(tenant_id = %tenant, error = %err, "Usage not written; retried at the next flush");
-                    break;
                 }
+                // Redis is not answering: the rest waits for the next flush too.
                 Err(_) => {
                     warn!(tenant_id = %tenant, "Usage write timed out; retried at the next flush");
                     break;
