@@ -223,26 +223,17 @@ impl Reconciler {
             let Some(out) = resolution.plans.get(&plan.name_any()) else {
                 continue;
             };
-            let current = plan.status.as_ref();
-            let conditions = status::conditions(
-                &out.outcome.conditions,
-                out.outcome.generation,
-                current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &now,
-            );
-            let desired = json!({
-                "observedGeneration": out.outcome.generation,
-                "tenants": out.tenants,
-                "conditions": conditions,
-            });
-            let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
+            let current = plan.status.as_ref().map(|s| s.conditions.as_slice());
+            let extra = json!({"tenants": out.tenants});
             let api = Api::<Plan>::all(self.client.clone());
             self.write_status(
                 api,
                 plan,
-                desired,
-                &current_conditions,
-                &conditions,
+                &out.outcome.conditions,
+                out.outcome.generation,
+                current,
+                extra,
+                &now,
                 &mut report,
             )
             .await;
@@ -251,26 +242,17 @@ impl Reconciler {
             let Some(out) = resolution.tenants.get(&tenant.name_any()) else {
                 continue;
             };
-            let current = tenant.status.as_ref();
-            let conditions = status::conditions(
-                &out.outcome.conditions,
-                out.outcome.generation,
-                current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &now,
-            );
-            let desired = json!({
-                "observedGeneration": out.outcome.generation,
-                "usage": out.usage,
-                "conditions": conditions,
-            });
-            let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
+            let current = tenant.status.as_ref().map(|s| s.conditions.as_slice());
+            let extra = json!({"usage": out.usage});
             let api = Api::<Tenant>::all(self.client.clone());
             self.write_status(
                 api,
                 tenant,
-                desired,
-                &current_conditions,
-                &conditions,
+                &out.outcome.conditions,
+                out.outcome.generation,
+                current,
+                extra,
+                &now,
                 &mut report,
             )
             .await;
@@ -281,25 +263,16 @@ impl Reconciler {
                 continue;
             };
             let outcomes = self.with_programmed(route, out, fleet.as_ref(), &mut report);
-            let current = route.status.as_ref();
-            let conditions = status::conditions(
-                &outcomes,
-                out.generation,
-                current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &now,
-            );
-            let desired = json!({
-                "observedGeneration": out.generation,
-                "conditions": conditions,
-            });
-            let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
+            let current = route.status.as_ref().map(|s| s.conditions.as_slice());
             let api = Api::<Route>::namespaced(self.client.clone(), &key.namespace);
             self.write_status(
                 api,
                 route,
-                desired,
-                &current_conditions,
-                &conditions,
+                &outcomes,
+                out.generation,
+                current,
+                json!({}),
+                &now,
                 &mut report,
             )
             .await;
@@ -309,25 +282,16 @@ impl Reconciler {
             let Some(out) = resolution.dedicated.get(&key) else {
                 continue;
             };
-            let current = instance.status.as_ref();
-            let conditions = status::conditions(
-                &out.conditions,
-                out.generation,
-                current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-                &now,
-            );
-            let desired = json!({
-                "observedGeneration": out.generation,
-                "conditions": conditions,
-            });
-            let current_conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
+            let current = instance.status.as_ref().map(|s| s.conditions.as_slice());
             let api = Api::<DedicatedInstance>::namespaced(self.client.clone(), &key.namespace);
             self.write_status(
                 api,
                 instance,
-                desired,
-                &current_conditions,
-                &conditions,
+                &out.conditions,
+                out.generation,
+                current,
+                json!({}),
+                &now,
                 &mut report,
             )
             .await;
@@ -612,13 +576,19 @@ impl Reconciler {
         conditions
     }
 
+    /// Writes an object's status when it differs from `outcomes` (with
+    /// `observedGeneration` and the kind's `extra` fields), and records an
+    /// Event per condition transition.
+    #[allow(clippy::too_many_arguments)]
     async fn write_status<K>(
         &self,
         api: Api<K>,
         object: &K,
-        desired: Value,
-        current_conditions: &[Condition],
-        conditions: &[Condition],
+        outcomes: &[ConditionOutcome],
+        generation: Option<i64>,
+        current_conditions: Option<&[Condition]>,
+        extra: Value,
+        now: &str,
         report: &mut PassReport,
     ) where
         K: Resource<DynamicType = ()>
@@ -627,6 +597,11 @@ impl Reconciler {
             + serde::Serialize
             + std::fmt::Debug,
     {
+        let current_conditions = current_conditions.unwrap_or_default();
+        let conditions = status::conditions(outcomes, generation, current_conditions, now);
+        let mut desired = extra;
+        desired["observedGeneration"] = json!(generation);
+        desired["conditions"] = json!(conditions);
         let current = serde_json::to_value(object)
             .ok()
             .and_then(|v| v.get("status").cloned())
@@ -661,7 +636,7 @@ impl Reconciler {
                 return;
             }
         }
-        for condition in status::transitions(current_conditions, conditions) {
+        for condition in status::transitions(current_conditions, &conditions) {
             let event = Event {
                 type_: if status::is_warning(condition) {
                     EventType::Warning
