@@ -70,7 +70,7 @@ async fn the_operators_rbac_grants_exactly_what_it_uses() {
     });
     let mut operator = veloflux_operator::run::start(
         api.client(),
-        writer(&redis.url()).await,
+        veloflux_store::testing::writer(&redis.url()).await.unwrap(),
         Arc::new(Metrics::new()),
         options,
     )

@@ -503,7 +503,7 @@ async fn only_the_lease_holder_writes_and_a_standby_takes_over() {
         });
         veloflux_operator::run::start(
             api.client(),
-            writer(&redis.url()).await,
+            veloflux_store::testing::writer(&redis.url()).await.unwrap(),
             Arc::new(Metrics::new()),
             options,
         )

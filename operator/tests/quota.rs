@@ -35,9 +35,7 @@ async fn setup(policy: OveragePolicy) -> Harness {
 
 /// Records `requests` for acme this month, as a proxy's flush would.
 async fn use_requests(h: &Harness, requests: u64) {
-    let options = veloflux_store::RedisOptions::new(h.redis.url());
-    let client = options.client().unwrap();
-    veloflux_store::connect::connect(&client, &options, Duration::from_secs(5))
+    let client = veloflux_store::testing::connected(&h.redis.url())
         .await
         .unwrap();
     let minute = veloflux_store::acks::now_ms() / 60_000;

@@ -16,36 +16,20 @@ use tokio::task::JoinHandle;
 use veloflux_crds::TenantConfig;
 use veloflux_proxy::app::{Running, start};
 use veloflux_proxy::config::Config;
-use veloflux_store::RedisOptions;
 use veloflux_store::acks;
-use veloflux_store::connect::connect;
 use veloflux_store::testing::{RedisCluster, RedisServer, tenant_config};
-use veloflux_store::writer::{EpochCheck, Writer};
+use veloflux_store::writer::EpochCheck;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn fleet_config(url: &str, id: &str, state_dir: Option<&Path>) -> Config {
-    let mut config = config(Path::new("unused"));
-    config.manifests = None;
-    config.redis = Some(url.to_owned());
-    config.proxy_id = Some(id.to_owned());
+fn fleet_config_in(url: &str, id: &str, state_dir: Option<&Path>) -> Config {
+    let mut config = fleet_config(url, id);
     config.state_dir = state_dir.map(Path::to_path_buf);
-    config.redis_connect_timeout = Duration::from_secs(3);
-    config.heartbeat_interval = Duration::from_millis(200);
     config
 }
 
 async fn start_fleet_proxy(url: &str, id: &str) -> Running {
-    start(fleet_config(url, id, None)).await.unwrap()
-}
-
-async fn writer(url: &str) -> Writer {
-    let options = RedisOptions::new(url);
-    let client = options.client().unwrap();
-    connect(&client, &options, Duration::from_secs(5))
-        .await
-        .unwrap();
-    Writer::new(client)
+    start(fleet_config(url, id)).await.unwrap()
 }
 
 fn tenant(name: &str, hosts: &[&str], backend: &Backend) -> TenantConfig {
@@ -139,7 +123,7 @@ impl Load {
 async fn syncs_at_start_then_follows_changes_and_deletes() {
     let redis = RedisServer::start().await.unwrap();
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[
             tenant("acme", &["acme.test"], &a),
@@ -176,7 +160,7 @@ async fn syncs_at_start_then_follows_changes_and_deletes() {
         .await
     );
     // Created again by a writer that never saw it (an operator restart).
-    let fresh = self::writer(&redis.url()).await;
+    let fresh = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     fresh
         .put(&tenant("globex", &["globex.test"], &a))
         .await
@@ -223,7 +207,7 @@ async fn acl(redis: &RedisServer, user: &str, rule: &str) {
 async fn a_stream_trimmed_past_the_proxy_triggers_a_full_resync() {
     let redis = redis_with_proxy_users().await;
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[tenant("acme", &["acme.test"], &a)])
         .await
@@ -281,7 +265,7 @@ async fn a_stream_trimmed_past_the_proxy_triggers_a_full_resync() {
 async fn redis_killed_under_load_fails_no_request_and_routes_survive_an_empty_restart() {
     let mut redis = RedisServer::start().await.unwrap();
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[
             tenant("acme", &["acme.test"], &a),
@@ -370,13 +354,13 @@ fn scratch(tag: &str) -> PathBuf {
 async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
     let mut redis = RedisServer::start().await.unwrap();
     let a = Backend::start("a").await;
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[tenant("acme", &["acme.test"], &a)])
         .await
         .unwrap();
     let state = scratch("state");
-    let first = start(fleet_config(&redis.url(), "p-1", Some(&state)))
+    let first = start(fleet_config_in(&redis.url(), "p-1", Some(&state)))
         .await
         .unwrap();
     assert!(
@@ -386,7 +370,7 @@ async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
     first.shutdown().await;
 
     redis.kill();
-    let mut config = fleet_config(&redis.url(), "p-2", Some(&state));
+    let mut config = fleet_config_in(&redis.url(), "p-2", Some(&state));
     config.redis_connect_timeout = Duration::from_millis(300);
     let second = start(config).await.unwrap();
     assert_eq!(served(&second, "acme.test").await.as_deref(), Ok("a"));
@@ -402,7 +386,7 @@ async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
     );
 
     // Without a state directory there is nothing to serve: not ready.
-    let mut bare = fleet_config(&redis.url(), "p-3", None);
+    let mut bare = fleet_config_in(&redis.url(), "p-3", None);
     bare.redis_connect_timeout = Duration::from_millis(300);
     let bare = start(bare).await.unwrap();
     assert_eq!(
@@ -413,7 +397,7 @@ async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
     // Redis returns empty and unmarked: a proxy starting now still serves
     // its saved copy, and is ready.
     redis.restart_empty().await.unwrap();
-    let third = start(fleet_config(&redis.url(), "p-4", Some(&state)))
+    let third = start(fleet_config_in(&redis.url(), "p-4", Some(&state)))
         .await
         .unwrap();
     assert_eq!(served(&third, "acme.test").await.as_deref(), Ok("a"));
@@ -440,7 +424,7 @@ async fn a_proxy_started_while_redis_is_down_serves_its_state_directory() {
 async fn a_newer_schema_is_refused_for_that_tenant_only() {
     let redis = RedisServer::start().await.unwrap();
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[
             tenant("acme", &["acme.test"], &a),
@@ -508,7 +492,7 @@ async fn a_newer_schema_is_refused_for_that_tenant_only() {
 async fn acknowledgements_tell_exactly_which_proxies_serve_a_change() {
     let redis = redis_with_proxy_users().await;
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[tenant("acme", &["acme.test"], &a)])
         .await
@@ -582,7 +566,7 @@ async fn a_proxy_converges_on_a_three_node_cluster() {
     let cluster = RedisCluster::start(3).await.unwrap();
     let url = cluster.url();
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let writer = writer(&url).await;
+    let writer = veloflux_store::testing::writer(&url).await.unwrap();
     let names: Vec<String> = (0..24).map(|i| format!("t{i}")).collect();
     let configs: Vec<TenantConfig> = names
         .iter()

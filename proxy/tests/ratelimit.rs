@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,29 +15,12 @@ use support::*;
 use veloflux_crds::TenantConfig;
 use veloflux_crds::plan::FailureMode;
 use veloflux_proxy::app::{Running, start};
-use veloflux_store::RedisOptions;
-use veloflux_store::connect::connect;
 use veloflux_store::testing::{RedisServer, tenant_config};
-use veloflux_store::writer::Writer;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn fleet_proxy(url: &str, id: &str) -> Running {
-    let mut config = config(Path::new("unused"));
-    config.manifests = None;
-    config.redis = Some(url.to_owned());
-    config.proxy_id = Some(id.to_owned());
-    config.heartbeat_interval = Duration::from_millis(200);
-    start(config).await.unwrap()
-}
-
-async fn writer(url: &str) -> Writer {
-    let options = RedisOptions::new(url);
-    let client = options.client().unwrap();
-    connect(&client, &options, Duration::from_secs(5))
-        .await
-        .unwrap();
-    Writer::new(client)
+    start(fleet_config(url, id)).await.unwrap()
 }
 
 fn limited(
@@ -70,7 +52,7 @@ fn header(got: &Got, name: &str) -> u64 {
 async fn one_proxy_enforces_the_burst_and_rate_exactly_with_headers() {
     let redis = RedisServer::start().await.unwrap();
     let a = Backend::start("a").await;
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[limited(
             "acme",
@@ -119,7 +101,7 @@ async fn one_proxy_enforces_the_burst_and_rate_exactly_with_headers() {
 async fn three_proxies_share_one_tenant_limit_within_five_percent() {
     let redis = RedisServer::start().await.unwrap();
     let a = Backend::start("a").await;
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     // 100 requests a second, burst 100.
     writer
         .sync_all(&[limited(
@@ -243,7 +225,7 @@ async fn metric(proxy: &Running, series: &str) -> f64 {
 async fn while_redis_is_down_each_plan_fails_open_or_closed_and_limits_resume() {
     let mut redis = RedisServer::start().await.unwrap();
     let a = Backend::start("a").await;
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[
             limited("open", "open.test", &a, 60_000, 1000, FailureMode::FailOpen),

@@ -6,22 +6,16 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use support::*;
 use veloflux_proxy::app::{Running, start};
-use veloflux_store::RedisOptions;
-use veloflux_store::connect::connect;
 use veloflux_store::testing::{RedisServer, tenant_config};
 use veloflux_store::usage;
 use veloflux_store::writer::Writer;
 
 async fn fleet_proxy(url: &str, id: &str) -> Running {
-    let mut config = config(Path::new("unused"));
-    config.manifests = None;
-    config.redis = Some(url.to_owned());
-    config.proxy_id = Some(id.to_owned());
+    let mut config = fleet_config(url, id);
     config.usage_flush_interval = Duration::from_millis(200);
     start(config).await.unwrap()
 }
@@ -30,9 +24,7 @@ async fn fleet_proxy(url: &str, id: &str) -> Running {
 async fn usage_adds_up_exactly_across_a_proxy_restart() {
     let redis = RedisServer::start().await.unwrap();
     let a = Backend::start("a").await;
-    let options = RedisOptions::new(redis.url());
-    let redis_client = options.client().unwrap();
-    connect(&redis_client, &options, Duration::from_secs(5))
+    let redis_client = veloflux_store::testing::connected(&redis.url())
         .await
         .unwrap();
     let writer = Writer::new(redis_client.clone());

@@ -12,6 +12,19 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use veloflux_crds::manifest::ManifestError;
 use veloflux_crds::{Manifests, TenantConfig};
 
+/// A client for `url`, connected (waits up to 5 s).
+pub async fn connected(url: &str) -> Result<fred::prelude::Client, crate::StoreError> {
+    let options = crate::RedisOptions::new(url);
+    let client = options.client()?;
+    crate::connect::connect(&client, &options, Duration::from_secs(5)).await?;
+    Ok(client)
+}
+
+/// A writer over a client connected to `url`.
+pub async fn writer(url: &str) -> Result<crate::writer::Writer, crate::StoreError> {
+    Ok(crate::writer::Writer::new(connected(url).await?))
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

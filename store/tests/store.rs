@@ -20,15 +20,6 @@ fn config(tenant: &str, host: &str) -> TenantConfig {
     tenant_config(tenant, &[host], BACKEND).unwrap()
 }
 
-async fn writer(url: &str) -> Writer {
-    let options = RedisOptions::new(url);
-    let client = options.client().unwrap();
-    connect(&client, &options, Duration::from_secs(5))
-        .await
-        .unwrap();
-    Writer::new(client)
-}
-
 async fn reader(url: &str) -> Reader {
     let options = RedisOptions::new(url);
     let reader = Reader::new(&options, Duration::from_millis(200)).unwrap();
@@ -49,7 +40,7 @@ async fn xlen(redis: &RedisServer) -> String {
 #[tokio::test]
 async fn put_writes_one_document_and_announces_it_once() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let first = writer.put(&config("acme", "acme.test")).await.unwrap();
     assert!(first.written);
     assert_eq!(first.revision, 1);
@@ -101,7 +92,7 @@ async fn put_writes_one_document_and_announces_it_once() {
 #[tokio::test]
 async fn delete_removes_the_document_and_announces_once() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer.put(&config("acme", "acme.test")).await.unwrap();
     writer.put(&config("globex", "globex.test")).await.unwrap();
     let gone = writer.delete("acme").await.unwrap().expect("announced");
@@ -128,7 +119,7 @@ async fn delete_removes_the_document_and_announces_once() {
 
     // Recreated later, even by a writer that never saw the delete:
     // revisions keep rising past it.
-    let fresh = self::writer(&redis.url()).await;
+    let fresh = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let back = fresh.put(&config("acme", "acme.test")).await.unwrap();
     assert_eq!(back.revision, 3);
 }
@@ -136,7 +127,7 @@ async fn delete_removes_the_document_and_announces_once() {
 #[tokio::test]
 async fn a_lost_fleet_slot_or_document_is_written_back() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     // Before sync_all the writer does not know every tenant: no marker.
     writer.put(&config("acme", "acme.test")).await.unwrap();
     assert_eq!(writer.ensure_epoch().await.unwrap(), EpochCheck::Incomplete);
@@ -182,7 +173,7 @@ async fn a_lost_fleet_slot_or_document_is_written_back() {
 #[tokio::test]
 async fn a_store_that_lost_writes_is_republished_behind_a_new_epoch() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer
         .sync_all(&[config("acme", "acme.test")])
         .await
@@ -208,7 +199,7 @@ async fn a_store_that_lost_writes_is_republished_behind_a_new_epoch() {
 #[tokio::test]
 async fn an_announcement_lost_to_a_crash_is_made_by_the_next_write() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     writer.put(&config("acme", "acme.test")).await.unwrap();
     // The document says its announcement is pending, as if the writer died
     // between writing it and announcing it.
@@ -226,8 +217,8 @@ async fn an_announcement_lost_to_a_crash_is_made_by_the_next_write() {
 #[tokio::test]
 async fn concurrent_writers_never_interleave_a_document() {
     let redis = RedisServer::start().await.unwrap();
-    let a = writer(&redis.url()).await;
-    let b = writer(&redis.url()).await;
+    let a = veloflux_store::testing::writer(&redis.url()).await.unwrap();
+    let b = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let w = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -255,7 +246,7 @@ async fn concurrent_writers_never_interleave_a_document() {
 #[tokio::test]
 async fn a_wiped_store_is_republished_behind_a_new_epoch() {
     let mut redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let report = writer
         .sync_all(&[config("acme", "acme.test"), config("globex", "globex.test")])
         .await
@@ -312,7 +303,7 @@ async fn a_wiped_store_is_republished_behind_a_new_epoch() {
 #[tokio::test]
 async fn a_trimmed_stream_or_a_restarted_store_is_reported_as_a_gap() {
     let mut redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let reader = reader(&redis.url()).await;
     writer.put(&config("acme", "acme.test")).await.unwrap();
     let cursor = reader.full_sync().await.unwrap().cursor;
@@ -368,7 +359,7 @@ async fn a_trimmed_stream_or_a_restarted_store_is_reported_as_a_gap() {
 #[tokio::test]
 async fn newer_schemas_are_refused_per_tenant() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let mut newer = config("acme", "acme.test");
     newer.schema_version = veloflux_crds::config::SCHEMA_VERSION + 1;
     writer.put(&newer).await.unwrap();
@@ -400,7 +391,7 @@ fn ack(id: &str, epoch: Option<String>, applied: StreamId) -> ProxyAck {
 #[tokio::test]
 async fn acknowledgements_expire_with_their_proxy() {
     let redis = RedisServer::start().await.unwrap();
-    let writer = writer(&redis.url()).await;
+    let writer = veloflux_store::testing::writer(&redis.url()).await.unwrap();
     let put = writer
         .sync_all(&[config("acme", "acme.test")])
         .await
@@ -448,7 +439,7 @@ async fn acknowledgements_expire_with_their_proxy() {
 async fn every_operation_works_on_a_three_node_cluster() {
     let cluster = RedisCluster::start(3).await.unwrap();
     let url = cluster.url();
-    let writer = writer(&url).await;
+    let writer = veloflux_store::testing::writer(&url).await.unwrap();
     let tenants: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
     let configs: Vec<TenantConfig> = tenants
         .iter()
@@ -495,7 +486,7 @@ async fn acl_users_authenticate_through_the_url() {
     .await
     .unwrap();
     let url = format!("redis://veloflux:s3cret@127.0.0.1:{}", redis.port());
-    let writer = writer(&url).await;
+    let writer = veloflux_store::testing::writer(&url).await.unwrap();
     writer.put(&config("acme", "acme.test")).await.unwrap();
 
     let wrong = RedisOptions::new(format!("redis://veloflux:nope@127.0.0.1:{}", redis.port()));

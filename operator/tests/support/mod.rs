@@ -14,10 +14,8 @@ use veloflux_crds::TenantConfig;
 use veloflux_operator::metrics::Metrics;
 use veloflux_operator::run::{Handle, Options, start};
 use veloflux_store::RedisOptions;
-use veloflux_store::connect::connect;
 use veloflux_store::reader::{Fetched, Reader};
 use veloflux_store::testing::RedisServer;
-use veloflux_store::writer::Writer;
 
 pub const PLANS: &str = "apis/veloflux.io/v1alpha1/plans";
 pub const TENANTS: &str = "apis/veloflux.io/v1alpha1/tenants";
@@ -28,15 +26,6 @@ pub struct Harness {
     pub api: FakeApi,
     pub redis: RedisServer,
     pub operator: Handle,
-}
-
-pub async fn writer(url: &str) -> Writer {
-    let options = RedisOptions::new(url);
-    let client = options.client().unwrap();
-    connect(&client, &options, Duration::from_secs(5))
-        .await
-        .unwrap();
-    Writer::new(client)
 }
 
 pub fn options() -> Options {
@@ -57,7 +46,7 @@ impl Harness {
         let redis = RedisServer::start().await.unwrap();
         let operator = start(
             api.client(),
-            writer(&redis.url()).await,
+            veloflux_store::testing::writer(&redis.url()).await.unwrap(),
             Arc::new(Metrics::new()),
             options(),
         )

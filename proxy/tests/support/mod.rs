@@ -270,6 +270,16 @@ pub fn config(dir: &Path) -> Config {
     }
 }
 
+/// A proxy following the Redis at `url` as `id`, heartbeating every 200 ms.
+pub fn fleet_config(url: &str, id: &str) -> Config {
+    let mut config = config(Path::new("unused"));
+    config.manifests = None;
+    config.redis = Some(url.to_owned());
+    config.proxy_id = Some(id.to_owned());
+    config.heartbeat_interval = Duration::from_millis(200);
+    config
+}
+
 pub async fn start_proxy(dir: &Path) -> Running {
     start(config(dir)).await.unwrap()
 }
