@@ -21,20 +21,20 @@
     clippy::print_stdout
 )]
 
-use std::convert::Infallible;
+mod common;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body_util::{BodyExt, Empty, Full};
+use http::{Request, header};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use veloflux_crds::TenantConfig;
 use veloflux_store::RedisOptions;
 use veloflux_store::acks;
@@ -43,27 +43,6 @@ use veloflux_store::testing::{RedisServer, free_port, tenant_configs};
 use veloflux_store::writer::Writer;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-async fn start_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 async fn status(client: &HttpClient, addr: SocketAddr, host: &str, path: &str) -> Option<u16> {
     let req = Request::builder()
@@ -78,15 +57,8 @@ async fn status(client: &HttpClient, addr: SocketAddr, host: &str, path: &str) -
 }
 
 struct ProxyProcess {
-    child: Child,
+    _child: common::KillOnDrop,
     listen: SocketAddr,
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn_proxy(url: &str, id: &str) -> ProxyProcess {
@@ -112,7 +84,10 @@ fn spawn_proxy(url: &str, id: &str) -> ProxyProcess {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    ProxyProcess { child, listen }
+    ProxyProcess {
+        _child: common::KillOnDrop(child),
+        listen,
+    }
 }
 
 /// Waits until the proxy serves `host` (the last tenant loaded).
@@ -196,7 +171,7 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let redis = RedisServer::start().await.unwrap();
-    let backend = start_backend().await;
+    let backend = common::backend(b"ok").await;
     let options = RedisOptions::new(redis.url());
     let client = options.client().unwrap();
     connect(&client, &options, Duration::from_secs(5))

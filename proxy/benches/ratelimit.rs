@@ -17,41 +17,16 @@
     clippy::print_stdout
 )]
 
-use std::convert::Infallible;
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Response;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use veloflux_store::RedisOptions;
 use veloflux_store::connect::connect;
 use veloflux_store::testing::{RedisServer, free_port, tenant_config};
 use veloflux_store::writer::Writer;
-
-async fn backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(&[b'x'; 100]))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn pinned(cpu: &str, program: &str) -> Command {
     if Command::new("taskset").arg("-V").output().is_ok() {
@@ -60,15 +35,6 @@ fn pinned(cpu: &str, program: &str) -> Command {
         command
     } else {
         Command::new(program)
-    }
-}
-
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -134,7 +100,7 @@ async fn main() {
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
 
     let redis = RedisServer::start().await.unwrap();
-    let backend = backend().await;
+    let backend = common::backend(&[b'x'; 100]).await;
     let options = RedisOptions::new(redis.url());
     let client = options.client().unwrap();
     connect(&client, &options, Duration::from_secs(5))
@@ -152,7 +118,7 @@ async fn main() {
         for (i, limiting) in [false, true].into_iter().enumerate() {
             let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
             let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-            let _proxy = Proxy(
+            let _proxy = common::KillOnDrop(
                 pinned("0", env!("CARGO_BIN_EXE_veloflux-proxy"))
                     .args(["--redis", &redis.url(), "--proxy-id", "bench"])
                     .args([
