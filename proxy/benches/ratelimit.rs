@@ -5,7 +5,8 @@
 //! far more than the load (100,000,000 requests a minute), a release
 //! `veloflux-proxy` following Redis with one worker (pinned to core 0 with
 //! `taskset` when available), and `wrk` (64 connections, pinned to core 1).
-//! Each round runs the proxy with `--rate-limit false` and then `true`,
+//! Each round runs the proxy with `--rate-limit false` and `true`, in
+//! alternating order from round to round,
 //! with a warm-up before each measured window. Reports requests/s of both,
 //! the drop, and Redis commands per proxied request counted with
 //! `INFO commandstats` over the measured windows.
@@ -115,7 +116,14 @@ async fn main() {
     let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut per_request: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..rounds {
-        for (i, limiting) in [false, true].into_iter().enumerate() {
+        // Alternate which mode runs first, so order effects cancel out.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for limiting in order {
+            let i = usize::from(limiting);
             let listen = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
             let admin = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
             let _proxy = common::KillOnDrop(
