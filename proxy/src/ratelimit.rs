@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use fred::prelude::{Client, ClientLike};
-use http::HeaderMap;
-use http::header::{AUTHORIZATION, HeaderName};
+use http::header::{AUTHORIZATION, HeaderName, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -88,7 +89,7 @@ impl SharedLimits {
 }
 
 /// Whether a request may go on, and what to tell the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The request may proceed.
     pub allowed: bool,
@@ -100,6 +101,108 @@ pub struct Decision {
     pub reset: u64,
     /// Seconds to wait before retrying, when refused (`Retry-After`).
     pub retry_after: u64,
+    /// `limit` as a header value, prepared once per limiter.
+    limit_value: HeaderValue,
+}
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+impl Decision {
+    /// A decision; `limit`'s header value is prepared here (a limiter
+    /// prepares it once, when it is built).
+    pub fn new(allowed: bool, limit: u64, remaining: u64, reset: u64, retry_after: u64) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining,
+            reset,
+            retry_after,
+            limit_value: constant(limit),
+        }
+    }
+
+    /// Writes `RateLimit-Limit` / `-Remaining` / `-Reset`, and `Retry-After`
+    /// on a refusal, into a response's headers.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_LIMIT, self.limit_value.clone());
+        headers.insert(RATELIMIT_REMAINING, decimal(self.remaining));
+        headers.insert(RATELIMIT_RESET, decimal(self.reset));
+        if !self.allowed {
+            headers.insert(RETRY_AFTER, decimal(self.retry_after));
+        }
+    }
+}
+
+/// Numbers below this come from a table of static header values.
+const SMALL: usize = 1024;
+
+/// `0..SMALL` as static header values: built once, from one string of their
+/// digits made static for the life of the process.
+static SMALL_VALUES: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+    let mut digits = String::new();
+    let mut ends = Vec::with_capacity(SMALL);
+    for n in 0..SMALL {
+        digits.push_str(&n.to_string());
+        ends.push(digits.len());
+    }
+    let digits: &'static str = Box::leak(digits.into_boxed_str());
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let value = HeaderValue::from_static(&digits[start..end]);
+            start = end;
+            value
+        })
+        .collect()
+});
+
+/// `n` as a header value kept for long and cloned often: static when small,
+/// otherwise with a buffer of its own (clones share it).
+fn constant(n: u64) -> HeaderValue {
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| SMALL_VALUES.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
+/// Bytes of the per-thread slab that larger decimal header values are cut
+/// from.
+const SLAB: usize = 16 * 1024;
+
+thread_local! {
+    static DIGITS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// `n` as a header value, without an allocation of its own: small numbers
+/// from the static table, larger ones cut from a per-thread slab shared by
+/// reference count (one allocation per slab of a few thousand values).
+fn decimal(n: u64) -> HeaderValue {
+    if let Some(value) = usize::try_from(n).ok().and_then(|i| SMALL_VALUES.get(i)) {
+        return value.clone();
+    }
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = &buf[at..];
+    let bytes = DIGITS.with_borrow_mut(|slab| {
+        if slab.capacity() < digits.len() {
+            *slab = BytesMut::with_capacity(SLAB);
+        }
+        slab.extend_from_slice(digits);
+        slab.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +248,8 @@ pub struct Limiter {
     fail_closed: bool,
     interval_us: u64,
     capacity: u64,
+    /// `capacity` as a header value.
+    limit_value: HeaderValue,
     lease_size: i64,
     key: KeyKind,
     single: Arc<Bucket>,
@@ -170,6 +275,7 @@ impl Limiter {
             remaining,
             reset: (missing * self.interval_us).div_ceil(1_000_000),
             retry_after: retry_after_us.div_ceil(1_000_000).max(u64::from(!allowed)),
+            limit_value: self.limit_value.clone(),
         }
     }
 
@@ -236,12 +342,16 @@ impl Limiter {
             self.allowed.inc();
             return self.decision(true, local, 0);
         };
-        for _ in 0..3 {
+        let mut now_ms = now / 1000;
+        for attempt in 0..3 {
             if !shared.up.load(Ordering::Acquire) {
                 return self.degraded(local);
             }
             let over = bucket.over_until_ms.load(Ordering::Acquire);
-            let now_ms = self.now_us() / 1000;
+            if attempt > 0 {
+                // Time passed waiting for the lease.
+                now_ms = self.now_us() / 1000;
+            }
             if over > now_ms {
                 self.limited.inc();
                 return self.decision(false, 0, (over - now_ms) * 1000);
@@ -504,6 +614,7 @@ impl LimitRegistry {
             fail_closed,
             interval_us,
             capacity,
+            limit_value: constant(capacity),
             lease_size,
             key,
             single: Arc::default(),

@@ -147,10 +147,6 @@ impl ProxyError {
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
 /// Checks the route's limit, then the plan's (so a request the route
 /// refuses costs the tenant nothing); the decision to report is the
 /// refusal, or the tighter of the two.
@@ -166,22 +162,16 @@ async fn rate_limit(
         if !decision.allowed {
             return Some(decision);
         }
-        if shown.is_none_or(|s| decision.remaining < s.remaining) {
+        if shown
+            .as_ref()
+            .is_none_or(|s| decision.remaining < s.remaining)
+        {
             shown = Some(decision);
         }
     }
     shown
 }
 
-/// `RateLimit-Limit` / `-Remaining` / `-Reset`, and `Retry-After` on a refusal.
-fn rate_limit_headers(headers: &mut http::HeaderMap, decision: &Decision) {
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
-    if !decision.allowed {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
-    }
-}
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -324,7 +314,7 @@ impl Proxy {
         }
 
         let limit = rate_limit(entry, &route, req.headers(), conn.client.ip()).await;
-        if let Some(decision) = limit.filter(|d| !d.allowed) {
+        if let Some(decision) = limit.as_ref().filter(|d| !d.allowed) {
             let mut response = self.finish_local(
                 ProxyError::RateLimited,
                 &request_id,
@@ -334,7 +324,7 @@ impl Proxy {
                 conn,
                 started,
             );
-            rate_limit_headers(response.headers_mut(), &decision);
+            decision.write_headers(response.headers_mut());
             return Ok(response);
         }
 
@@ -456,7 +446,7 @@ impl Proxy {
             Err(error) => {
                 let mut response = error.response(&request_id);
                 if let Some(decision) = &limit {
-                    rate_limit_headers(response.headers_mut(), decision);
+                    decision.write_headers(response.headers_mut());
                 }
                 self.finish(
                     &route,
@@ -509,7 +499,7 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers, false);
                 parts.headers.insert(X_REQUEST_ID, request_id.clone());
                 if let Some(decision) = &limit {
-                    rate_limit_headers(&mut parts.headers, decision);
+                    decision.write_headers(&mut parts.headers);
                 }
                 self.finish(
                     &route,

@@ -20,8 +20,18 @@ use veloflux_proxy::snapshot::{Store, normalize_host};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// The allocator's counts are process-wide: one measurement at a time.
+#[allow(
+    clippy::disallowed_types,
+    reason = "serialises the tests of this file; no request path involved"
+)]
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn routing_a_request_allocates_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut manifests = Manifests::default();
     let path = std::path::Path::new("inline.yaml");
     manifests
@@ -114,4 +124,39 @@ spec:
     let stats = region.change();
     assert_eq!(picked, 10_000);
     assert_eq!(stats.allocations + stats.reallocations, 0, "{stats:?}");
+}
+
+#[test]
+fn rate_limit_headers_cost_no_allocation_per_response() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let decision = veloflux_proxy::ratelimit::Decision::new(true, 6_000, 0, 0, 0);
+    let mut headers = HeaderMap::with_capacity(16);
+    decision.write_headers(&mut headers);
+
+    let region = Region::new(GLOBAL);
+    let responses = 10_000u64;
+    for i in 0..responses {
+        let mut decision = decision.clone();
+        decision.remaining = 5_999 - i % 6_000;
+        decision.reset = i % 60;
+        decision.allowed = i % 7 != 0;
+        decision.retry_after = 1;
+        decision.write_headers(&mut headers);
+        assert_eq!(
+            headers["ratelimit-remaining"].to_str().unwrap(),
+            (5_999 - i % 6_000).to_string()
+        );
+    }
+    let stats = region.change();
+    // `to_string` above allocates once per response; the header values
+    // themselves come from a per-thread slab (two allocations per slab of
+    // a few thousand values).
+    let own = stats.allocations as u64 - responses;
+    assert!(
+        own * 500 <= responses,
+        "{own} allocations for {responses} responses: {stats:?}"
+    );
+    assert_eq!(headers["ratelimit-limit"], "6000");
 }
