@@ -66,7 +66,7 @@ pub async fn run(
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let info = ConnInfo { client, tls: tls.is_some() };
+                    let info = ConnInfo::new(client, tls.is_some());
                     let service = service_fn(move |req| Arc::clone(&proxy).handle(req, info));
                     let result = match tls {
                         None => {

@@ -34,6 +34,41 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The client's IP address as text, written once per connection for
+    /// the forwarding headers of each of its requests.
+    client_ip: IpText,
+}
+
+impl ConnInfo {
+    /// A connection from `client`.
+    pub fn new(client: SocketAddr, tls: bool) -> Self {
+        Self {
+            client,
+            tls,
+            client_ip: IpText::new(client.ip()),
+        }
+    }
+}
+
+/// An IP address as text, inline (the longest IPv6 form is 45 bytes).
+#[derive(Clone, Copy, Debug)]
+struct IpText {
+    buf: [u8; 48],
+    len: u8,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut buf = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = u8::try_from(cursor.position()).unwrap_or(0);
+        Self { buf, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
 }
 
 /// Why the proxy answered a request itself.
@@ -694,7 +729,25 @@ fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
 /// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
 /// the request is an upgrade.
+/// Headers that apply to one connection only (RFC 9110 §7.6.1), besides
+/// those the `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names (compared,
+    // not hashed) finds that out without a lookup per name.
+    if !keep_upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -733,13 +786,13 @@ fn forward_headers(
 ) {
     strip_hop_by_hop(headers, upgrade);
     let proto = if conn.tls { "https" } else { "http" };
-    let ip = conn.client.ip();
+    let ip = conn.client_ip.as_bytes();
     let mut buf = Vec::with_capacity(64);
     if let Some(prior) = headers.get(&X_FORWARDED_FOR) {
         buf.extend_from_slice(prior.as_bytes());
         buf.extend_from_slice(b", ");
     }
-    let _ = write!(buf, "{ip}");
+    buf.extend_from_slice(ip);
     if let Ok(v) = HeaderValue::from_bytes(&buf) {
         headers.insert(X_FORWARDED_FOR, v);
     }
@@ -753,14 +806,16 @@ fn forward_headers(
         buf.extend_from_slice(prior.as_bytes());
         buf.extend_from_slice(b", ");
     }
-    match ip {
-        IpAddr::V4(v4) => {
-            let _ = write!(buf, "for={v4};proto={proto}");
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(buf, "for=\"[{v6}]\";proto={proto}");
-        }
+    if conn.client.is_ipv4() {
+        buf.extend_from_slice(b"for=");
+        buf.extend_from_slice(ip);
+    } else {
+        buf.extend_from_slice(b"for=\"[");
+        buf.extend_from_slice(ip);
+        buf.extend_from_slice(b"]\"");
     }
+    buf.extend_from_slice(b";proto=");
+    buf.extend_from_slice(proto.as_bytes());
     if !host.is_empty()
         && host
             .as_bytes()
@@ -792,3 +847,87 @@ fn redirect_to_https(host: &str, uri: &Uri, request_id: &HeaderValue) -> Respons
 
 /// The grace given to in-flight requests on shutdown, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(client: &str, tls: bool, headers: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let conn = ConnInfo::new(client.parse().unwrap(), tls);
+        forward_headers(
+            &mut map,
+            conn,
+            &HeaderValue::from_static("www.acme.test"),
+            &HeaderValue::from_static("id-1"),
+            false,
+        );
+        map
+    }
+
+    #[test]
+    fn forwarding_headers_name_the_client_once_per_hop() {
+        let map = forwarded("192.0.2.7:5000", false, &[]);
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "www.acme.test");
+        assert_eq!(
+            map["forwarded"],
+            "for=192.0.2.7;proto=http;host=\"www.acme.test\""
+        );
+        assert_eq!(map["x-request-id"], "id-1");
+
+        let map = forwarded(
+            "[2001:db8::1]:443",
+            true,
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("forwarded", "for=203.0.113.9"),
+            ],
+        );
+        assert_eq!(map["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(
+            map["forwarded"],
+            "for=203.0.113.9, for=\"[2001:db8::1]\";proto=https;host=\"www.acme.test\""
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
+        let map = forwarded(
+            "192.0.2.7:5000",
+            false,
+            &[
+                ("connection", "close, x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("proxy-authorization", "Basic Zm9v"),
+                ("upgrade", "websocket"),
+                ("x-kept", "yes"),
+            ],
+        );
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "te",
+            "proxy-authorization",
+            "upgrade",
+        ] {
+            assert!(!map.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(map["x-kept"], "yes");
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 1);
+    }
+}
