@@ -214,7 +214,6 @@ fn main() {
                 limits: &reloader.limits,
                 usage: &reloader.usage,
                 metrics: &reloader.metrics,
-                clients: &reloader.clients,
             };
             let rt = Arc::new(build_tenant(Arc::new(config), ctx).unwrap());
             reloader.store.set_tenant(&id, Some(rt));

@@ -230,7 +230,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.shutdown_grace,
         )));
     }
-    let sweeper = tokio::spawn(Arc::clone(&reloader.limits).sweep_forever());
+    let sweeper = {
+        let reloader = Arc::clone(&reloader);
+        tokio::spawn(async move {
+            tokio::join!(
+                Arc::clone(&reloader.limits).sweep_forever(),
+                reloader.endpoints.sweep_pools_forever()
+            );
+        })
+    };
     let fleet = matches!(source, Source::Fleet(_));
     let watcher = match source {
         Source::Manifests(source) => tokio::spawn(watch_manifests(

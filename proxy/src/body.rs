@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::endpoint::InFlight;
+use crate::upstream::Checkin;
 
 /// Error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -138,6 +139,9 @@ pub enum ResponseBody {
         /// Keeps the request counted in flight on its endpoint until the
         /// body is done (least-connections and draining see the whole exchange).
         in_flight: Option<InFlight>,
+        /// The upstream connection, given back to its pool once the body
+        /// has been read to its end (dropped, and so closed, otherwise).
+        connection: Option<Checkin>,
     },
 }
 
@@ -172,19 +176,32 @@ impl Body for ResponseBody {
                 inner,
                 counter,
                 in_flight,
-            } => match Pin::new(inner).poll_frame(cx) {
+                connection,
+            } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         counter.add(data.len() as u64);
+                    }
+                    // The server stops polling once the body says it has
+                    // ended, so the last frame is where the exchange ends.
+                    if inner.is_end_stream() {
+                        in_flight.take();
+                        if let Some(connection) = connection.take() {
+                            connection.release();
+                        }
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
                     in_flight.take();
+                    connection.take();
                     Poll::Ready(Some(Err(Box::new(e))))
                 }
                 Poll::Ready(None) => {
                     in_flight.take();
+                    if let Some(connection) = connection.take() {
+                        connection.release();
+                    }
                     Poll::Ready(None)
                 }
                 Poll::Pending => Poll::Pending,

@@ -29,6 +29,8 @@ pub struct EndpointState {
     /// Milliseconds since `epoch` until which the endpoint is ejected.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
+    /// Idle keep-alive connections to this address.
+    pool: crate::upstream::Pool,
 }
 
 impl EndpointState {
@@ -42,12 +44,18 @@ impl EndpointState {
             ejections_in_row: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
+            pool: crate::upstream::Pool::default(),
         }
     }
 
     /// `host:port`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Idle keep-alive connections to this address.
+    pub fn pool(&self) -> &crate::upstream::Pool {
+        &self.pool
     }
 
     /// The address as a URI authority.
@@ -181,6 +189,26 @@ impl EndpointRegistry {
             states.retain(|_, weak| weak.strong_count() > 0);
         }
         Ok(state)
+    }
+
+    /// Closes idle upstream connections past their timeout, on every live
+    /// endpoint, every second until the task is dropped (checkouts and
+    /// check-ins expire them too; this reaches endpoints nobody calls).
+    pub async fn sweep_pools_forever(&self) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            let live: Vec<Arc<EndpointState>> = self
+                .states
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for state in live {
+                state.pool().sweep();
+            }
+        }
     }
 }
 

@@ -21,4 +21,5 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod tls;
+pub mod upstream;
 pub mod usage;

@@ -11,7 +11,7 @@ use tracing::{debug, error, info};
 use crate::endpoint::EndpointRegistry;
 use crate::health::HealthChecker;
 use crate::metrics::{Metrics, SourceLabels};
-use crate::router::{BuildContext, ClientCache, TenantRuntime, build_tenant};
+use crate::router::{BuildContext, TenantRuntime, build_tenant};
 use crate::snapshot::Store;
 use crate::source::TenantChange;
 
@@ -24,8 +24,6 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// Shared endpoint states.
     pub endpoints: EndpointRegistry,
-    /// Upstream clients.
-    pub clients: ClientCache,
     /// Health checkers.
     pub health: HealthChecker,
     /// Rate limiters.
@@ -41,7 +39,6 @@ impl Reloader {
             store,
             metrics,
             endpoints: EndpointRegistry::default(),
-            clients: ClientCache::default(),
             health: HealthChecker::default(),
             limits: Arc::default(),
             usage: Arc::default(),
@@ -60,7 +57,6 @@ impl Reloader {
             limits: &self.limits,
             usage: &self.usage,
             metrics: &self.metrics,
-            clients: &self.clients,
         };
         let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
             Vec::with_capacity(changes.len());

@@ -15,21 +15,14 @@ use std::time::Duration;
 
 use http::header::{COOKIE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use veloflux_crds::TenantConfig;
 use veloflux_crds::config::{HealthCheckConfig, RouteConfig};
 use veloflux_crds::route::{HashSource, HttpMethod, PathMatchType};
 
 use crate::balancer::{Balancer, Tried, hash_of};
-use crate::body::RequestBody;
 use crate::endpoint::{EndpointRegistry, EndpointState, InvalidAddress};
 use crate::metrics::{Metrics, RouteMetrics};
-
-/// The pooled HTTP client used to reach upstreams.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 /// Why a tenant's config could not be compiled (its last good one stays).
 #[derive(Debug, thiserror::Error)]
@@ -62,43 +55,6 @@ pub enum BuildError {
     },
 }
 
-/// One pooled client per distinct (connect timeout, idle timeout), shared by
-/// every route with those timeouts. Control path only.
-#[derive(Debug, Default)]
-pub struct ClientCache {
-    #[allow(
-        clippy::disallowed_types,
-        reason = "control path only: taken while building a snapshot"
-    )]
-    clients: std::sync::Mutex<HashMap<(u64, u64), Arc<UpstreamClient>>>,
-}
-
-impl ClientCache {
-    /// The client for these timeouts.
-    pub fn get(&self, connect_ms: u64, idle_ms: u64) -> Arc<UpstreamClient> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients
-            .entry((connect_ms, idle_ms))
-            .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
-                connector.set_nodelay(true);
-                connector.enforce_http(true);
-                Arc::new(
-                    Client::builder(TokioExecutor::new())
-                        .pool_timer(hyper_util::rt::TokioTimer::new())
-                        .pool_idle_timeout(Duration::from_millis(idle_ms))
-                        .pool_max_idle_per_host(256)
-                        .build(connector),
-                )
-            })
-            .clone()
-    }
-}
-
 /// What compiling needs from the proxy.
 #[derive(Clone, Copy, Debug)]
 pub struct BuildContext<'a> {
@@ -110,8 +66,6 @@ pub struct BuildContext<'a> {
     pub usage: &'a crate::usage::UsageRegistry,
     /// Metric families.
     pub metrics: &'a Metrics,
-    /// Upstream clients.
-    pub clients: &'a ClientCache,
 }
 
 /// What consistent hashing keys on, prepared.
@@ -157,8 +111,10 @@ pub struct RouteRuntime {
     pub https_redirect: bool,
     /// Active health check of the route's endpoints.
     pub health_check: Option<HealthCheckConfig>,
-    /// Client for upstream requests.
-    pub client: Arc<UpstreamClient>,
+    /// Longest time to open an upstream connection.
+    pub connect_timeout: Duration,
+    /// How long an idle upstream connection is kept for reuse.
+    pub idle_timeout: Duration,
     /// Metric handles.
     pub metrics: RouteMetrics,
     /// The route's own (tighter) rate limit.
@@ -547,9 +503,8 @@ fn build_route(
         max_request_body_bytes: route.max_request_body_bytes,
         https_redirect: route.tls.as_ref().is_some_and(|t| t.https_redirect),
         health_check: route.health_check.clone(),
-        client: ctx
-            .clients
-            .get(route.timeouts.connect_ms, route.timeouts.idle_ms),
+        connect_timeout: Duration::from_millis(route.timeouts.connect_ms),
+        idle_timeout: Duration::from_millis(route.timeouts.idle_ms),
         metrics: ctx.metrics.route(tenant_label, &route.id),
         rate_limit: route
             .rate_limit

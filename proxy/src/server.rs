@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -409,14 +409,9 @@ impl Proxy {
             let endpoint = Arc::clone(endpoint);
             tried.insert(index);
             attempts += 1;
-            let Ok(uri) = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(endpoint.authority().clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-            else {
-                break Err(ProxyError::Upstream);
-            };
+            // Origin form: the upstream is addressed by the connection, the
+            // Host header names the site.
+            let uri = Uri::from(path_and_query.clone());
             let mut upstream_req = Request::new(body.take().unwrap_or(RequestBody::Empty));
             *upstream_req.method_mut() = method.clone();
             *upstream_req.uri_mut() = uri;
@@ -428,17 +423,24 @@ impl Proxy {
                 std::mem::take(&mut parts.headers)
             };
             let in_flight = endpoint.begin();
-            let sent =
-                tokio::time::timeout(route.request_timeout, route.client.request(upstream_req))
-                    .await;
+            let sent = tokio::time::timeout(
+                route.request_timeout,
+                crate::upstream::send(
+                    &endpoint,
+                    upstream_req,
+                    route.connect_timeout,
+                    route.idle_timeout,
+                ),
+            )
+            .await;
             match sent {
-                Ok(Ok(response)) => {
+                Ok(Ok((response, connection))) => {
                     if response.status().is_server_error() {
                         endpoint.record_failure();
                     } else {
                         endpoint.record_success();
                     }
-                    break Ok((response, endpoint, in_flight));
+                    break Ok((response, endpoint, in_flight, connection));
                 }
                 Ok(Err(err)) => {
                     drop(in_flight);
@@ -497,7 +499,7 @@ impl Proxy {
                 );
                 Ok(response)
             }
-            Ok((mut response, endpoint, in_flight)) => {
+            Ok((mut response, endpoint, in_flight, connection)) => {
                 let status = response.status();
                 if status == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
@@ -531,6 +533,13 @@ impl Proxy {
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
                 let (mut parts, body) = response.into_parts();
+                // A body that is over before it starts is never polled.
+                let connection = if http_body::Body::is_end_stream(&body) {
+                    connection.release();
+                    None
+                } else {
+                    Some(connection)
+                };
                 strip_hop_by_hop(&mut parts.headers, false);
                 parts.headers.insert(X_REQUEST_ID, request_id.clone());
                 if let Some(decision) = &limit {
@@ -557,6 +566,7 @@ impl Proxy {
                             usage: Arc::clone(&entry.usage.bytes_out),
                         },
                         in_flight: Some(in_flight),
+                        connection,
                     },
                 ))
             }
@@ -689,7 +699,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Whether any error in `err`'s source chain satisfies `test`.
 fn caused_by(
-    err: &hyper_util::client::legacy::Error,
+    err: &crate::upstream::UpstreamError,
     test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
 ) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
@@ -702,16 +712,17 @@ fn caused_by(
     false
 }
 
-fn is_body_too_large(err: &hyper_util::client::legacy::Error) -> bool {
+fn is_body_too_large(err: &crate::upstream::UpstreamError) -> bool {
     caused_by(err, |e| e.is::<BodyTooLarge>())
 }
 
 /// Whether an upstream error was a timeout (a connect timeout is a gateway timeout: 504).
-fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
-    caused_by(err, |e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    })
+fn is_timeout(err: &crate::upstream::UpstreamError) -> bool {
+    err.is_timeout()
+        || caused_by(err, |e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        })
 }
 
 fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
@@ -726,9 +737,6 @@ fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
-/// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
-/// the request is an upgrade.
 /// Headers that apply to one connection only (RFC 9110 §7.6.1), besides
 /// those the `Connection` header names.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -742,6 +750,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
+/// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
+/// the request is an upgrade.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none of them: one pass over the names (compared,
     // not hashed) finds that out without a lookup per name.

@@ -14,7 +14,7 @@ use veloflux_crds::Manifests;
 use veloflux_proxy::balancer::Tried;
 use veloflux_proxy::endpoint::EndpointRegistry;
 use veloflux_proxy::metrics::Metrics;
-use veloflux_proxy::router::{BuildContext, ClientCache, build_tenant};
+use veloflux_proxy::router::{BuildContext, build_tenant};
 use veloflux_proxy::snapshot::{Store, normalize_host};
 
 #[global_allocator]
@@ -69,11 +69,7 @@ spec:
         )
         .unwrap();
     let config = Arc::new(manifests.resolve().configs.remove("acme").unwrap());
-    let (endpoints, metrics, clients) = (
-        EndpointRegistry::default(),
-        Metrics::new(10, 100),
-        ClientCache::default(),
-    );
+    let (endpoints, metrics) = (EndpointRegistry::default(), Metrics::new(10, 100));
     let tenant = build_tenant(
         config,
         BuildContext {
@@ -81,7 +77,6 @@ spec:
             limits: &veloflux_proxy::ratelimit::LimitRegistry::default(),
             usage: &veloflux_proxy::usage::UsageRegistry::default(),
             metrics: &metrics,
-            clients: &clients,
         },
     )
     .unwrap();

@@ -42,6 +42,9 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     pub behaviour: Arc<Behaviour>,
     pub in_flight: Arc<AtomicUsize>,
+    /// Connections accepted, and those still open.
+    pub connections: Arc<AtomicUsize>,
+    pub open: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -54,6 +57,8 @@ impl Backend {
             hits: Arc::default(),
             behaviour: Arc::default(),
             in_flight: Arc::default(),
+            connections: Arc::default(),
+            open: Arc::default(),
         };
         let b = backend.clone();
         tokio::spawn(async move {
@@ -62,11 +67,15 @@ impl Backend {
                     continue;
                 };
                 let b = b.clone();
+                b.connections.fetch_add(1, Ordering::SeqCst);
+                b.open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
+                    let open = Arc::clone(&b.open);
                     let service = service_fn(move |req| handle(b.clone(), req));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
