@@ -11,14 +11,6 @@ use std::sync::atomic::Ordering;
 
 use support::*;
 
-async fn proxy_for(route_yaml: String) -> (Folder, veloflux_proxy::app::Running) {
-    let folder = Folder::new("balancing");
-    folder.write("00-tenants.yaml", &plan_and_tenant());
-    folder.write("route.yaml", &route_yaml);
-    let proxy = start_proxy(folder.path()).await;
-    (folder, proxy)
-}
-
 async fn spread(proxy: std::net::SocketAddr, host: &str, n: usize) -> HashMap<String, usize> {
     let c = client();
     let mut counts = HashMap::new();
@@ -37,7 +29,11 @@ async fn round_robin_spreads_evenly() {
         Backend::start("b").await,
         Backend::start("c").await,
     );
-    let (_f, proxy) = proxy_for(route("rr", "rr.acme.test", &[&a, &b, &c], "roundRobin", "")).await;
+    let (_f, proxy) = proxy_with_routes(
+        "balancing",
+        &route("rr", "rr.acme.test", &[&a, &b, &c], "roundRobin", ""),
+    )
+    .await;
     let counts = spread(proxy.listen, "rr.acme.test", 300).await;
     for name in ["a", "b", "c"] {
         assert_eq!(counts[name], 100, "{counts:?}");
@@ -52,7 +48,7 @@ async fn weighted_follows_the_configured_ratio() {
         &format!("{{name: a, address: \"{}\"}}", a.addr),
         &format!("{{name: a, address: \"{}\", weight: 3}}", a.addr),
     );
-    let (_f, proxy) = proxy_for(yaml).await;
+    let (_f, proxy) = proxy_with_routes("balancing", &yaml).await;
     let counts = spread(proxy.listen, "w.acme.test", 400).await;
     let ratio = counts["a"] as f64 / counts["b"] as f64;
     assert!((2.85..=3.15).contains(&ratio), "a:b = {ratio} ({counts:?})");
@@ -63,13 +59,10 @@ async fn weighted_follows_the_configured_ratio() {
 async fn least_conn_favours_the_fast_backend() {
     let (fast, slow) = (Backend::start("fast").await, Backend::start("slow").await);
     slow.behaviour.delay_ms.store(200, Ordering::SeqCst);
-    let (_f, proxy) = proxy_for(route(
-        "lc",
-        "lc.acme.test",
-        &[&fast, &slow],
-        "leastConn",
-        "",
-    ))
+    let (_f, proxy) = proxy_with_routes(
+        "balancing",
+        &route("lc", "lc.acme.test", &[&fast, &slow], "leastConn", ""),
+    )
     .await;
     // 40 concurrent clients, each sending requests back to back.
     let mut tasks = Vec::new();
@@ -106,13 +99,10 @@ async fn consistent_hash_keeps_each_key_on_one_backend() {
         Backend::start("c").await,
     );
     let extra = "  hashOn: {source: header, name: X-User}\n";
-    let (_f, proxy) = proxy_for(route(
-        "ch",
-        "ch.acme.test",
-        &[&a, &b, &c],
-        "consistentHash",
-        extra,
-    ))
+    let (_f, proxy) = proxy_with_routes(
+        "balancing",
+        &route("ch", "ch.acme.test", &[&a, &b, &c], "consistentHash", extra),
+    )
     .await;
     let cl = client();
     let mut owners: HashMap<String, String> = HashMap::new();

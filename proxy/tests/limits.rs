@@ -10,14 +10,6 @@ use std::sync::atomic::Ordering;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn proxy_with(route_yaml: String) -> (Folder, veloflux_proxy::app::Running) {
-    let folder = Folder::new("limits");
-    folder.write("00-tenants.yaml", &plan_and_tenant());
-    folder.write("route.yaml", &route_yaml);
-    let proxy = start_proxy(folder.path()).await;
-    (folder, proxy)
-}
-
 fn assert_json_error(got: &Got, status: u16, code: &str) {
     assert_eq!(got.status, status, "{got:?}");
     assert_eq!(got.headers["content-type"], "application/json");
@@ -31,13 +23,16 @@ fn assert_json_error(got: &Got, status: u16, code: &str) {
 #[tokio::test]
 async fn body_over_the_route_limit_is_413_whether_declared_or_streamed() {
     let a = Backend::start("a").await;
-    let (_f, proxy) = proxy_with(route(
-        "up",
-        "up.acme.test",
-        &[&a],
-        "roundRobin",
-        "  maxRequestBodyBytes: 1024\n",
-    ))
+    let (_f, proxy) = proxy_with_routes(
+        "limits",
+        &route(
+            "up",
+            "up.acme.test",
+            &[&a],
+            "roundRobin",
+            "  maxRequestBodyBytes: 1024\n",
+        ),
+    )
     .await;
     let c = client();
     let ok = send(&c, proxy.listen, "up.acme.test", "POST", "/", &[b'x'; 1024]).await;
@@ -63,7 +58,11 @@ async fn body_over_the_route_limit_is_413_whether_declared_or_streamed() {
 #[tokio::test]
 async fn oversized_request_head_is_431() {
     let a = Backend::start("a").await;
-    let (_f, proxy) = proxy_with(route("up", "up.acme.test", &[&a], "roundRobin", "")).await;
+    let (_f, proxy) = proxy_with_routes(
+        "limits",
+        &route("up", "up.acme.test", &[&a], "roundRobin", ""),
+    )
+    .await;
     let mut tcp = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
     let big = "y".repeat(80 * 1024);
     let request = format!("GET / HTTP/1.1\r\nHost: up.acme.test\r\nX-Big: {big}\r\n\r\n");
@@ -80,13 +79,16 @@ async fn oversized_request_head_is_431() {
 async fn slow_upstream_is_504_after_the_request_timeout() {
     let a = Backend::start("a").await;
     a.behaviour.delay_ms.store(2_000, Ordering::SeqCst);
-    let (_f, proxy) = proxy_with(route(
-        "up",
-        "up.acme.test",
-        &[&a],
-        "roundRobin",
-        "  timeouts: {request: 200ms}\n",
-    ))
+    let (_f, proxy) = proxy_with_routes(
+        "limits",
+        &route(
+            "up",
+            "up.acme.test",
+            &[&a],
+            "roundRobin",
+            "  timeouts: {request: 200ms}\n",
+        ),
+    )
     .await;
     let started = std::time::Instant::now();
     let got = get(&client(), proxy.listen, "up.acme.test", "/").await;
@@ -118,7 +120,8 @@ async fn unreachable_upstream_is_502_and_a_healthy_one_takes_the_retry() {
     let lonely = format!(
         "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: lonely, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [lonely.acme.test]\n  backends:\n    - {{name: gone, address: \"{dead}\"}}\n"
     );
-    let (_f, proxy) = proxy_with(format!("{yaml}---\n{retrying}---\n{lonely}")).await;
+    let (_f, proxy) =
+        proxy_with_routes("limits", &format!("{yaml}---\n{retrying}---\n{lonely}")).await;
     let c = client();
     assert_json_error(
         &get(&c, proxy.listen, "dead.acme.test", "/").await,
@@ -146,7 +149,11 @@ async fn no_healthy_upstream_is_503() {
     let a = Backend::start("a").await;
     a.behaviour.unhealthy.store(true, Ordering::SeqCst);
     let check = "  healthCheck: {path: /healthz, interval: 50ms, timeout: 200ms, healthyThreshold: 1, unhealthyThreshold: 1}\n";
-    let (_f, proxy) = proxy_with(route("up", "up.acme.test", &[&a], "roundRobin", check)).await;
+    let (_f, proxy) = proxy_with_routes(
+        "limits",
+        &route("up", "up.acme.test", &[&a], "roundRobin", check),
+    )
+    .await;
     let c = client();
     let p = proxy.listen;
     assert!(

@@ -12,18 +12,14 @@ use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn proxy_with(route_yaml: String) -> (Folder, veloflux_proxy::app::Running) {
-    let folder = Folder::new("upstream");
-    folder.write("00-tenants.yaml", &plan_and_tenant());
-    folder.write("route.yaml", &route_yaml);
-    let proxy = start_proxy(folder.path()).await;
-    (folder, proxy)
-}
-
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let a = Backend::start("a").await;
-    let (_f, proxy) = proxy_with(route("keep", "keep.acme.test", &[&a], "roundRobin", "")).await;
+    let (_f, proxy) = proxy_with_routes(
+        "upstream",
+        &route("keep", "keep.acme.test", &[&a], "roundRobin", ""),
+    )
+    .await;
     let c = client();
     for i in 0..50 {
         let got = get(&c, proxy.listen, "keep.acme.test", &format!("/{i}")).await;
@@ -97,7 +93,7 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
     let route_yaml = format!(
         "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: closing, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [closing.acme.test]\n  backends:\n    - {{name: c, address: \"{addr}\"}}\n"
     );
-    let (_f, proxy) = proxy_with(route_yaml).await;
+    let (_f, proxy) = proxy_with_routes("upstream", &route_yaml).await;
     let c = client();
     for i in 0..10 {
         let got = get(&c, proxy.listen, "closing.acme.test", &format!("/{i}")).await;
@@ -116,13 +112,16 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
 #[tokio::test]
 async fn idle_upstream_connections_close_after_the_idle_timeout() {
     let a = Backend::start("a").await;
-    let (_f, proxy) = proxy_with(route(
-        "idle",
-        "idle.acme.test",
-        &[&a],
-        "roundRobin",
-        "  timeouts: {idle: 200ms}\n",
-    ))
+    let (_f, proxy) = proxy_with_routes(
+        "upstream",
+        &route(
+            "idle",
+            "idle.acme.test",
+            &[&a],
+            "roundRobin",
+            "  timeouts: {idle: 200ms}\n",
+        ),
+    )
     .await;
     let c = client();
     let got = get(&c, proxy.listen, "idle.acme.test", "/").await;

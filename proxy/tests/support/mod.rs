@@ -289,6 +289,16 @@ pub fn fleet_config(url: &str, id: &str) -> Config {
     config
 }
 
+/// A proxy serving the test tenants and `routes_yaml` from a fresh folder
+/// named after `tag`; the folder lives as long as the returned guard.
+pub async fn proxy_with_routes(tag: &str, routes_yaml: &str) -> (Folder, Running) {
+    let folder = Folder::new(tag);
+    folder.write("00-tenants.yaml", &plan_and_tenant());
+    folder.write("route.yaml", routes_yaml);
+    let proxy = start_proxy(folder.path()).await;
+    (folder, proxy)
+}
+
 pub async fn start_proxy(dir: &Path) -> Running {
     start(config(dir)).await.unwrap()
 }
