@@ -11,6 +11,17 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+/// Whether the benchmark runs under `cargo bench` (which passes `--bench`).
+/// `cargo test --all-targets` runs benchmark targets without it: they are
+/// built and linted there, not run.
+pub fn under_cargo_bench() -> bool {
+    let bench = std::env::args().any(|a| a == "--bench");
+    if !bench {
+        println!("benchmark skipped: run it with `cargo bench`");
+    }
+    bench
+}
+
 /// An HTTP/1.1 backend on a loopback port answering every request with `body`.
 pub async fn backend(body: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
