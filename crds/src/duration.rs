@@ -6,6 +6,11 @@
 #[error("invalid duration {0:?}: expected digits with a unit (ms, s, m, h), e.g. 500ms or 1m30s")]
 pub struct DurationError(pub String);
 
+/// Parses a duration (the binaries' duration flags use this).
+pub fn parse(text: &str) -> Result<std::time::Duration, DurationError> {
+    parse_millis(text).map(std::time::Duration::from_millis)
+}
+
 /// Parses a duration into milliseconds.
 pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
     let err = || DurationError(text.to_owned());

@@ -40,10 +40,10 @@ pub struct Config {
     #[arg(long, env = "VELOFLUX_IDENTITY", value_name = "ID")]
     pub identity: Option<String>,
     /// Wait this long after a change for more before a pass.
-    #[arg(long, env = "VELOFLUX_DEBOUNCE", default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_DEBOUNCE", default_value = "100ms", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub debounce: Duration,
     /// Pass at least this often, even without changes.
-    #[arg(long, env = "VELOFLUX_RESYNC", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_RESYNC", default_value = "60s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub resync: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(
@@ -53,12 +53,6 @@ pub struct Config {
         value_name = "FILTER"
     )]
     pub log: String,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    veloflux_crds::duration::parse_millis(text)
-        .map(Duration::from_millis)
-        .map_err(|e| e.to_string())
 }
 
 /// The default identity: `HOSTNAME` (a pod's name) and the process id.

@@ -162,13 +162,9 @@ fn with_host(config: &TenantConfig, host: &str) -> TenantConfig {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !common::under_cargo_bench() {
+    let Some(args) = common::bench_args() else {
         return;
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    };
     let tenants: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let updates: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let _ = rustls::crypto::ring::default_provider().install_default();

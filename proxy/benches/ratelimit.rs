@@ -219,13 +219,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if !common::under_cargo_bench() {
+    let Some(args) = common::bench_args() else {
         return;
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    };
     let rounds: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20);
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
 

@@ -18,6 +18,8 @@
     reason = "the benchmark's driver waits on a plain thread, outside any runtime"
 )]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,14 +43,9 @@ fn tenant_file(i: usize, routes: usize, version: usize) -> String {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark skipped: run it with `cargo bench`");
+    let Some(args) = common::bench_args() else {
         return;
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    };
     let tenants: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let routes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1);
     let dir = std::env::temp_dir().join(format!("vf-scale-{}", std::process::id()));

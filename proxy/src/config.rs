@@ -62,22 +62,22 @@ pub struct Config {
     #[arg(long, env = "VELOFLUX_PROXY_ID", value_name = "ID")]
     pub proxy_id: Option<String>,
     /// How long start waits for Redis before serving the state directory.
-    #[arg(long, env = "VELOFLUX_REDIS_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_REDIS_CONNECT_TIMEOUT", default_value = "3s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub redis_connect_timeout: Duration,
     /// Per-command timeout for Redis.
-    #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub redis_timeout: Duration,
     /// Enforce the plans' and routes' rate limits (false is for diagnosis only).
     #[arg(long, env = "VELOFLUX_RATE_LIMIT", default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub rate_limit: bool,
     /// Longest a rate-limit call to Redis may take before the plan's failure mode applies.
-    #[arg(long, env = "VELOFLUX_RATELIMIT_TIMEOUT", default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_RATELIMIT_TIMEOUT", default_value = "50ms", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub ratelimit_timeout: Duration,
     /// How often per-tenant usage (requests, bytes) is written to Redis.
-    #[arg(long, env = "VELOFLUX_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub usage_flush_interval: Duration,
     /// How often the proxy checks the store's epoch and refreshes its acknowledgement (which lives five intervals).
-    #[arg(long, env = "VELOFLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub heartbeat_interval: Duration,
     /// Start demo HTTP backends on the loopback addresses the manifests name.
     #[arg(long, env = "VELOFLUX_DEMO_BACKENDS")]
@@ -94,10 +94,10 @@ pub struct Config {
     )]
     pub log: String,
     /// Time in-flight requests get to finish after SIGTERM.
-    #[arg(long, env = "VELOFLUX_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_SHUTDOWN_GRACE", default_value = "30s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub shutdown_grace: Duration,
     /// How often the manifest folder is checked for changes.
-    #[arg(long, env = "VELOFLUX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "VELOFLUX_POLL_INTERVAL", default_value = "1s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub poll_interval: Duration,
     /// Most distinct tenant labels in metrics; further tenants share `other`.
     #[arg(
@@ -118,12 +118,6 @@ pub struct Config {
     /// Worker threads (default: one per core).
     #[arg(long, env = "VELOFLUX_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    veloflux_crds::duration::parse_millis(text)
-        .map(Duration::from_millis)
-        .map_err(|e| e.to_string())
 }
 
 /// A configuration that cannot run.

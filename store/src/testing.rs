@@ -25,6 +25,20 @@ pub async fn writer(url: &str) -> Result<crate::writer::Writer, crate::StoreErro
     Ok(crate::writer::Writer::new(connected(url).await?))
 }
 
+/// Polls `check` every 20 ms until it holds (true) or `timeout` passes (false).
+pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

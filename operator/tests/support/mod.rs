@@ -16,6 +16,11 @@ use veloflux_operator::run::{Handle, Options, start};
 use veloflux_store::RedisOptions;
 use veloflux_store::reader::{Fetched, Reader};
 use veloflux_store::testing::RedisServer;
+#[allow(
+    unused_imports,
+    reason = "each test file compiles this module; not all of them poll"
+)]
+pub use veloflux_store::testing::eventually;
 
 pub const PLANS: &str = "apis/veloflux.io/v1alpha1/plans";
 pub const TENANTS: &str = "apis/veloflux.io/v1alpha1/tenants";
@@ -116,17 +121,4 @@ pub fn condition_of(object: &Value, type_: &str) -> Option<(String, String, Stri
                 c["message"].as_str().unwrap_or_default().to_owned(),
             )
         })
-}
-
-pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

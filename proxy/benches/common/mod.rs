@@ -11,15 +11,16 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Whether the benchmark runs under `cargo bench` (which passes `--bench`).
-/// `cargo test --all-targets` runs benchmark targets without it: they are
-/// built and linted there, not run.
-pub fn under_cargo_bench() -> bool {
-    let bench = std::env::args().any(|a| a == "--bench");
-    if !bench {
+/// The benchmark's positional arguments when it runs under `cargo bench`
+/// (which passes `--bench`), else `None`: `cargo test --all-targets` runs
+/// benchmark targets too, and they are built and linted there, not run.
+pub fn bench_args() -> Option<Vec<String>> {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if !all.iter().any(|a| a == "--bench") {
         println!("benchmark skipped: run it with `cargo bench`");
+        return None;
     }
-    bench
+    Some(all.into_iter().filter(|a| !a.starts_with("--")).collect())
 }
 
 /// An HTTP/1.1 backend on a loopback port answering every request with `body`.

@@ -22,6 +22,11 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use veloflux_proxy::app::{Running, start};
 use veloflux_proxy::config::Config;
+#[allow(
+    unused_imports,
+    reason = "each test file compiles this module; not all of them poll"
+)]
+pub use veloflux_store::testing::eventually;
 
 /// How a test backend behaves, changeable while it runs.
 #[derive(Debug, Default)]
@@ -380,20 +385,6 @@ pub async fn send(
 
 pub async fn get(client: &HttpClient, proxy: SocketAddr, host: &str, path: &str) -> Got {
     send(client, proxy, host, "GET", path, b"").await
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The backend name in a test backend's reply.
