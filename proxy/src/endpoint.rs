@@ -21,7 +21,6 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct EndpointState {
     address: Box<str>,
-    authority: Authority,
     in_flight: AtomicU32,
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
@@ -34,10 +33,9 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    fn new(address: &str, authority: Authority, epoch: Instant) -> Self {
+    fn new(address: &str, epoch: Instant) -> Self {
         Self {
             address: address.into(),
-            authority,
             in_flight: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
@@ -56,11 +54,6 @@ impl EndpointState {
     /// Idle keep-alive connections to this address.
     pub fn pool(&self) -> &crate::upstream::Pool {
         &self.pool
-    }
-
-    /// The address as a URI authority.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
     }
 
     /// Requests currently in flight to this endpoint.
@@ -183,7 +176,7 @@ impl EndpointRegistry {
         if authority.port_u16().is_none() {
             return Err(InvalidAddress(address.to_owned()));
         }
-        let state = Arc::new(EndpointState::new(address, authority, self.epoch));
+        let state = Arc::new(EndpointState::new(address, self.epoch));
         states.insert(address.into(), Arc::downgrade(&state));
         if states.len() > 1024 && states.len().is_power_of_two() {
             states.retain(|_, weak| weak.strong_count() > 0);

@@ -158,14 +158,15 @@ static SMALL_VALUES: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock
         .collect()
 });
 
+/// `n`'s static header value, when `n` is below [`SMALL`].
+fn small(n: u64) -> Option<&'static HeaderValue> {
+    usize::try_from(n).ok().and_then(|i| SMALL_VALUES.get(i))
+}
+
 /// `n` as a header value kept for long and cloned often: static when small,
 /// otherwise with a buffer of its own (clones share it).
 fn constant(n: u64) -> HeaderValue {
-    usize::try_from(n)
-        .ok()
-        .and_then(|i| SMALL_VALUES.get(i))
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from(n))
+    small(n).cloned().unwrap_or_else(|| HeaderValue::from(n))
 }
 
 /// Bytes of the per-thread slab that larger decimal header values are cut
@@ -180,7 +181,7 @@ thread_local! {
 /// from the static table, larger ones cut from a per-thread slab shared by
 /// reference count (one allocation per slab of a few thousand values).
 fn decimal(n: u64) -> HeaderValue {
-    if let Some(value) = usize::try_from(n).ok().and_then(|i| SMALL_VALUES.get(i)) {
+    if let Some(value) = small(n) {
         return value.clone();
     }
     let mut buf = [0u8; 20];

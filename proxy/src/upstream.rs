@@ -7,7 +7,8 @@
 //! HTTP/1.1 connection carries one exchange at a time. A connection whose
 //! response was cut short, or that switched protocols, is never reused.
 //! Idle connections past the route's idle timeout are closed on the next
-//! checkout or check-in and by [`sweep`]. Each endpoint has its own lock,
+//! checkout or check-in (from the oldest end, so a request never scans the
+//! whole list) and by a sweep every second. Each endpoint has its own lock,
 //! held only to push or pop: nothing is shared between endpoints, and no
 //! key is hashed per request.
 
@@ -90,7 +91,7 @@ impl Pool {
     fn checkout(&self) -> Option<http1::SendRequest<RequestBody>> {
         let now = Instant::now();
         let mut idle = self.lock();
-        expire(&mut idle, now);
+        expire_oldest(&mut idle, now);
         let mut skipped = 0;
         while let Some(entry) = idle.pop_back() {
             if entry.sender.is_closed() {
@@ -115,7 +116,7 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.lock();
-        expire(&mut idle, now);
+        expire_oldest(&mut idle, now);
         if idle.len() >= MAX_IDLE_PER_ENDPOINT {
             idle.pop_front();
         }
@@ -125,20 +126,26 @@ impl Pool {
         });
     }
 
-    /// Closes idle connections past their timeout.
+    /// Closes every idle connection past its timeout or closed by the
+    /// upstream.
     pub fn sweep(&self) {
-        expire(&mut self.lock(), Instant::now());
-    }
-
-    /// Idle connections held.
-    pub fn idle(&self) -> usize {
-        self.lock().len()
+        let now = Instant::now();
+        self.lock()
+            .retain(|entry| entry.until > now && !entry.sender.is_closed());
     }
 }
 
-/// Drops expired and closed connections (the oldest are at the front).
-fn expire(idle: &mut VecDeque<Idle>, now: Instant) {
-    idle.retain(|entry| entry.until > now && !entry.sender.is_closed());
+/// Drops expired or closed connections from the oldest end, up to the first
+/// live one: constant work per request in the usual case. Routes with
+/// different idle timeouts may leave a later-expiring entry in front of an
+/// expired one; the sweep catches those within a second.
+fn expire_oldest(idle: &mut VecDeque<Idle>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|entry| entry.until <= now || entry.sender.is_closed())
+    {
+        idle.pop_front();
+    }
 }
 
 /// A connection lent to one exchange; [`Checkin::release`] gives it back.
