@@ -22,6 +22,7 @@ pub mod route;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod yaml;
 
 pub use condition::{Condition, ConditionStatus, ConditionType, Reason};
 pub use config::TenantConfig;

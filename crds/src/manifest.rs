@@ -93,7 +93,7 @@ pub struct Manifests {
     /// `kind name` of documents that were skipped.
     pub skipped: Vec<String>,
     /// `(kind, key)` of every object added, to refuse duplicates in O(1).
-    pub(crate) seen: std::collections::HashSet<(String, ObjectKey)>,
+    pub(crate) seen: std::collections::HashSet<(&'static str, ObjectKey)>,
 }
 
 impl Manifests {
@@ -133,18 +133,15 @@ impl Manifests {
         Ok(manifests)
     }
 
-    /// Adds every document of one YAML text.
+    /// Adds every document of one YAML text. Documents are read straight
+    /// into their kind's type, with no JSON tree in between.
     pub fn add_yaml(&mut self, path: &Path, text: &str) -> Result<(), ManifestError> {
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let docs = crate::yaml::documents(text).map_err(|e| ManifestError::Yaml {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         for (i, doc) in docs.into_iter().enumerate() {
-            if doc.is_null() {
-                continue;
-            }
-            self.add_document(path, i + 1, doc)?;
+            self.add_object(path, i + 1, doc)?;
         }
         Ok(())
     }
@@ -156,22 +153,18 @@ impl Manifests {
         index: usize,
         doc: Value,
     ) -> Result<(), ManifestError> {
-        let api_version = doc
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let kind = doc
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let meta = doc.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        self.add_object(path, index, doc)
+    }
+
+    fn add_object(
+        &mut self,
+        path: &Path,
+        index: usize,
+        doc: impl Source,
+    ) -> Result<(), ManifestError> {
+        let api_version = doc.field(&["apiVersion"]).unwrap_or("").to_owned();
+        let kind = doc.field(&["kind"]).unwrap_or("").to_owned();
+        let name = doc.field(&["metadata", "name"]).unwrap_or("").to_owned();
         let invalid = |message: String| ManifestError::Invalid {
             path: path.to_path_buf(),
             index,
@@ -185,12 +178,12 @@ impl Manifests {
         match (api_version.as_str(), kind.as_str()) {
             ("veloflux.io/v1alpha1", "Plan") => {
                 let plan: Plan = typed(doc, &invalid)?;
-                self.check_unique(path, &kind, &ObjectKey::of(&plan.metadata))?;
+                self.check_unique(path, "Plan", &ObjectKey::of(&plan.metadata))?;
                 self.plans.push(plan);
             }
             ("veloflux.io/v1alpha1", "Tenant") => {
                 let tenant: Tenant = typed(doc, &invalid)?;
-                self.check_unique(path, &kind, &ObjectKey::of(&tenant.metadata))?;
+                self.check_unique(path, "Tenant", &ObjectKey::of(&tenant.metadata))?;
                 self.tenants.push(tenant);
             }
             ("veloflux.io/v1alpha1", "Route") => {
@@ -199,7 +192,7 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&route.metadata))?;
+                self.check_unique(path, "Route", &ObjectKey::of(&route.metadata))?;
                 self.routes.push(route);
             }
             ("veloflux.io/v1alpha1", "DedicatedInstance") => {
@@ -208,7 +201,11 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&instance.metadata))?;
+                self.check_unique(
+                    path,
+                    "DedicatedInstance",
+                    &ObjectKey::of(&instance.metadata),
+                )?;
                 self.dedicated.push(instance);
             }
             ("veloflux.io/v1alpha1", other) => {
@@ -220,7 +217,7 @@ impl Manifests {
                     .metadata
                     .namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-                self.check_unique(path, &kind, &ObjectKey::of(&grant.metadata))?;
+                self.check_unique(path, "ReferenceGrant", &ObjectKey::of(&grant.metadata))?;
                 self.grants.push(grant);
             }
             ("v1", "Secret") => {
@@ -237,7 +234,7 @@ impl Manifests {
                         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
                     name.clone(),
                 );
-                self.check_unique(path, &kind, &key)?;
+                self.check_unique(path, "Secret", &key)?;
                 self.secrets.insert(key, tls_secret(&secret));
             }
             _ => self.skipped.push(format!("{kind} {name}")),
@@ -246,7 +243,7 @@ impl Manifests {
     }
 
     /// The `(kind, key)` of every object held.
-    pub fn keys(&self) -> Vec<(String, ObjectKey)> {
+    pub fn keys(&self) -> Vec<(&'static str, ObjectKey)> {
         let mut keys: Vec<_> = self.seen.iter().cloned().collect();
         keys.sort();
         keys
@@ -259,11 +256,11 @@ impl Manifests {
         &mut self,
         path: &Path,
         other: Manifests,
-    ) -> Result<Vec<(String, ObjectKey)>, ManifestError> {
+    ) -> Result<Vec<(&'static str, ObjectKey)>, ManifestError> {
         if let Some((kind, key)) = other.seen.iter().find(|k| self.seen.contains(*k)) {
             return Err(ManifestError::Duplicate {
                 path: path.to_path_buf(),
-                kind: kind.clone(),
+                kind: (*kind).to_owned(),
                 name: key.to_string(),
             });
         }
@@ -280,17 +277,19 @@ impl Manifests {
     }
 
     /// Removes the objects `keys` names and returns them.
-    pub fn take(&mut self, keys: &[(String, ObjectKey)]) -> Manifests {
+    pub fn take(&mut self, keys: &[(&'static str, ObjectKey)]) -> Manifests {
         fn split<T>(items: &mut Vec<T>, take: impl Fn(&T) -> bool) -> Vec<T> {
             let (out, keep): (Vec<T>, Vec<T>) =
                 std::mem::take(items).into_iter().partition(|x| take(x));
             *items = keep;
             out
         }
-        let wanted: std::collections::HashSet<&(String, ObjectKey)> = keys.iter().collect();
-        let is = |kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            wanted.contains(&(kind.to_owned(), ObjectKey::of(meta)))
-        };
+        let wanted: std::collections::HashSet<&(&'static str, ObjectKey)> = keys.iter().collect();
+        let is =
+            |kind: &'static str,
+             meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+                wanted.contains(&(kind, ObjectKey::of(meta)))
+            };
         let mut taken = Manifests {
             plans: split(&mut self.plans, |x| is("Plan", &x.metadata)),
             tenants: split(&mut self.tenants, |x| is("Tenant", &x.metadata)),
@@ -302,13 +301,13 @@ impl Manifests {
             ..Manifests::default()
         };
         for (kind, key) in keys {
-            if kind == "Secret"
+            if *kind == "Secret"
                 && let Some(secret) = self.secrets.remove(key)
             {
                 taken.secrets.insert(key.clone(), secret);
             }
-            if self.seen.remove(&(kind.clone(), key.clone())) {
-                taken.seen.insert((kind.clone(), key.clone()));
+            if self.seen.remove(&(*kind, key.clone())) {
+                taken.seen.insert((*kind, key.clone()));
             }
         }
         taken
@@ -317,10 +316,10 @@ impl Manifests {
     fn check_unique(
         &mut self,
         path: &Path,
-        kind: &str,
+        kind: &'static str,
         key: &ObjectKey,
     ) -> Result<(), ManifestError> {
-        if self.seen.insert((kind.to_owned(), key.clone())) {
+        if self.seen.insert((kind, key.clone())) {
             return Ok(());
         }
         Err(ManifestError::Duplicate {
@@ -331,20 +330,49 @@ impl Manifests {
     }
 }
 
+/// A document before its kind's type is chosen.
+trait Source {
+    /// The string at `path` (mapping keys from the top).
+    fn field(&self, path: &[&str]) -> Option<&str>;
+    /// The document as `T`.
+    fn typed<T: DeserializeOwned>(self) -> Result<T, String>;
+}
+
+impl Source for Value {
+    fn field(&self, path: &[&str]) -> Option<&str> {
+        path.iter()
+            .try_fold(self, |v, key| v.get(key))
+            .and_then(Value::as_str)
+    }
+
+    fn typed<T: DeserializeOwned>(self) -> Result<T, String> {
+        serde_json::from_value(self).map_err(|e| e.to_string())
+    }
+}
+
+impl Source for crate::yaml::Document {
+    fn field(&self, path: &[&str]) -> Option<&str> {
+        crate::yaml::Document::field(self, path)
+    }
+
+    fn typed<T: DeserializeOwned>(self) -> Result<T, String> {
+        self.deserialize().map_err(|e| e.to_string())
+    }
+}
+
 fn typed<T: DeserializeOwned>(
-    doc: Value,
+    doc: impl Source,
     invalid: &impl Fn(String) -> ManifestError,
 ) -> Result<T, ManifestError> {
-    serde_json::from_value(doc).map_err(|e| invalid(e.to_string()))
+    doc.typed().map_err(invalid)
 }
 
 /// The documents of one YAML text, empty documents left out.
 pub fn documents(path: &Path, text: &str) -> Result<Vec<Value>, ManifestError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+    crate::yaml::values(text).map_err(|e| ManifestError::Yaml {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    })
 }
 
 /// `tls.crt` and `tls.key` of a Secret, from `stringData` or `data`.
@@ -370,11 +398,22 @@ pub fn tls_secret(secret: &Secret) -> TlsSecret {
 
 /// The `*.yaml` / `*.yml` files directly in `dir`, in name order.
 pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    // The entry's type comes with the listing on most filesystems; only
+    // symbolic links (a mounted ConfigMap's files) cost a `stat` each.
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            Path::new(&name)
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml")
+                && e.file_type()
+                    .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
+        })
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
-    files.sort();
+    // One folder: byte order of the names is the paths' order, and cheaper
+    // to compare than component by component.
+    files.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(files)
 }

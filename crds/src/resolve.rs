@@ -340,28 +340,24 @@ fn age_key(meta: &ObjectMeta) -> (Option<&Time>, &str, &str) {
 /// with one key anyway, the older wins, and between equally old ones the
 /// smaller JSON text, so the choice never depends on input order.
 fn oldest_first<T: serde::Serialize>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
-    let mut by_key: BTreeMap<ObjectKey, &T> = BTreeMap::new();
-    for item in items {
-        match by_key.entry(ObjectKey::of(meta(item))) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(item);
-            }
-            std::collections::btree_map::Entry::Occupied(mut slot) => {
-                let current = *slot.get();
-                let order = age_key(meta(item))
-                    .0
-                    .cmp(&age_key(meta(current)).0)
-                    .then_with(|| {
-                        let text = |x: &T| serde_json::to_string(x).unwrap_or_default();
-                        text(item).cmp(&text(current))
-                    });
-                if order.is_lt() {
-                    slot.insert(item);
-                }
-            }
-        }
+    fn name_of(m: &ObjectMeta) -> (&str, &str) {
+        (
+            m.namespace.as_deref().unwrap_or(""),
+            m.name.as_deref().unwrap_or(""),
+        )
     }
-    let mut sorted: Vec<&T> = by_key.into_values().collect();
+    let mut sorted: Vec<&T> = items.iter().collect();
+    // Same key together, the one to keep first.
+    sorted.sort_by(|a, b| {
+        name_of(meta(a))
+            .cmp(&name_of(meta(b)))
+            .then_with(|| age_key(meta(a)).0.cmp(&age_key(meta(b)).0))
+            .then_with(|| {
+                let text = |x: &T| serde_json::to_string(x).unwrap_or_default();
+                text(a).cmp(&text(b))
+            })
+    });
+    sorted.dedup_by(|later, kept| name_of(meta(later)) == name_of(meta(kept)));
     sorted.sort_by(|a, b| age_key(meta(a)).cmp(&age_key(meta(b))));
     sorted
 }
@@ -661,19 +657,18 @@ pub fn resolve(inputs: Inputs<'_>) -> Resolution {
             },
         );
         if let Some(plan) = state.plan {
-            resolution.configs.insert(
-                name.to_owned(),
-                TenantConfig {
-                    schema_version: SCHEMA_VERSION,
-                    tenant: name.to_owned(),
-                    revision: 0,
-                    suspended,
-                    plan: plan_config(plan),
-                    domains: state.domains.iter().map(|d| (*d).to_owned()).collect(),
-                    routes: state.routes,
-                    certificates: state.certificates,
-                },
-            );
+            let mut config = TenantConfig {
+                schema_version: SCHEMA_VERSION,
+                tenant: name.to_owned(),
+                revision: 0,
+                suspended,
+                plan: plan_config(plan),
+                domains: state.domains.iter().map(|d| (*d).to_owned()).collect(),
+                routes: state.routes,
+                certificates: state.certificates,
+            };
+            config.shrink_to_fit();
+            resolution.configs.insert(name.to_owned(), config);
         }
     }
     resolution

@@ -97,6 +97,8 @@ fn invalid_document_names_the_file_the_document_and_the_reason() {
         text.contains("routes.yaml") && text.contains("Route r") && text.contains("hosts"),
         "{text}"
     );
+    // The reason points into the file: the Route's `spec` starts on line 11.
+    assert!(text.contains("at line 11 column"), "{text}");
 }
 
 #[test]

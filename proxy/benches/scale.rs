@@ -123,6 +123,13 @@ fn main() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    // Put the file back: the in-process figures below look up every tenant's
+    // original hosts, and the changed tenant no longer serves `r0`.
+    std::fs::write(
+        dir.join(format!("t{changed:06}.yaml")),
+        tenant_file(changed, routes, 0),
+    )
+    .unwrap();
 
     println!(
         "tenants={tenants} routes={} ({} documents)",

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::Value;
 use tracing::{info, warn};
 use veloflux_crds::manifest::{ManifestError, Manifests, manifest_files};
 use veloflux_crds::resolve::ObjectKey;
@@ -27,11 +26,26 @@ struct Stamp {
     len: u64,
 }
 
+impl Stamp {
+    /// For a file that could not be read: never equal to a real file's.
+    const UNKNOWN: Stamp = Stamp {
+        modified: None,
+        len: u64::MAX,
+    };
+
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
     /// The objects this file contributes to the combined set.
-    keys: Vec<(String, ObjectKey)>,
+    keys: Vec<(&'static str, ObjectKey)>,
     /// Why the file's current content is not in use.
     error: Option<String>,
 }
@@ -106,14 +120,11 @@ impl ManifestSource {
                     scope.spawn(move || {
                         part.iter()
                             .map(|p| {
-                                (
-                                    p.clone(),
-                                    stamp(p).unwrap_or(Stamp {
-                                        modified: None,
-                                        len: 0,
-                                    }),
-                                    parse_file(p),
-                                )
+                                let (stamp, objects) = match read_file(p) {
+                                    Ok((stamp, text)) => (stamp, parse_text(p, &text)),
+                                    Err(err) => (Stamp::UNKNOWN, Err(err)),
+                                };
+                                (p.clone(), stamp, objects)
                             })
                             .collect::<Vec<Parsed>>()
                     })
@@ -130,10 +141,7 @@ impl ManifestSource {
                                 let message = "parser failed on this file".to_owned();
                                 (
                                     p.clone(),
-                                    Stamp {
-                                        modified: None,
-                                        len: 0,
-                                    },
+                                    Stamp::UNKNOWN,
                                     Err(ManifestError::Yaml {
                                         path: p.clone(),
                                         message,
@@ -189,7 +197,13 @@ impl ManifestSource {
                 .get(&path)
                 .map(|f| f.keys.clone())
                 .unwrap_or_default();
-            let state = match parse_file(&path) {
+            // The stamp kept is the one of the text read, so a write racing
+            // this read is seen by the next poll.
+            let (stamp, parsed) = match read_file(&path) {
+                Ok((stamp, text)) => (stamp, parse_text(&path, &text)),
+                Err(err) => (stamp, Err(err)),
+            };
+            let state = match parsed {
                 Ok(objects) => {
                     let old = self.combined.take(&old_keys);
                     match self.combined.absorb(&path, objects) {
@@ -291,28 +305,27 @@ impl ManifestSource {
     }
 }
 
-/// The YAML documents of one file.
-fn read_documents(path: &Path) -> Result<Vec<Value>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+/// One file's text, with the stamp of what was read: one open, one `fstat`.
+fn read_file(path: &Path) -> Result<(Stamp, String), ManifestError> {
+    use std::io::Read as _;
+    let io = |source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    veloflux_crds::manifest::documents(path, &text)
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mut text = String::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok((Stamp::of(&meta), text))
 }
 
-/// Parses and type-checks one file on its own.
-fn parse_file(path: &Path) -> Result<Manifests, ManifestError> {
+/// Parses and type-checks one file's text on its own.
+fn parse_text(path: &Path, text: &str) -> Result<Manifests, ManifestError> {
     let mut objects = Manifests::default();
-    for (i, doc) in read_documents(path)?.into_iter().enumerate() {
-        objects.add_document(path, i + 1, doc)?;
-    }
+    objects.add_yaml(path, text)?;
     Ok(objects)
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    })
+    std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
 }
