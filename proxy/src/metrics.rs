@@ -168,6 +168,15 @@ impl RouteMetrics {
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The metric labels one tenant's config gets: see [`Metrics::labels`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantLabelSet {
+    /// The tenant's label.
+    pub tenant: String,
+    /// Each route's label, in config order.
+    pub routes: Vec<String>,
+}
+
 impl Metrics {
     /// Registers every metric; `max_tenants` caps distinct tenant labels,
     /// `max_routes` distinct route labels.
@@ -373,9 +382,27 @@ impl Metrics {
         OTHER_TENANT.to_owned()
     }
 
+    /// The labels of a tenant and of each of its routes, in order. Labels
+    /// are handed out first come, first served up to the caps, so a caller
+    /// compiling tenants in parallel takes them in config order first.
+    pub fn labels(&self, config: &veloflux_crds::TenantConfig) -> TenantLabelSet {
+        let tenant = self.tenant_label(&config.tenant);
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| self.route_label(&tenant, &r.id))
+            .collect();
+        TenantLabelSet { tenant, routes }
+    }
+
     /// Handles for one route of a tenant whose label is `tenant_label`.
     pub fn route(&self, tenant_label: &str, route: &str) -> RouteMetrics {
-        let route = &self.route_label(tenant_label, route);
+        let route = self.route_label(tenant_label, route);
+        self.route_labeled(tenant_label, &route)
+    }
+
+    /// Handles for one route whose labels are already chosen.
+    pub fn route_labeled(&self, tenant_label: &str, route: &str) -> RouteMetrics {
         let labels = |class| RouteLabels {
             tenant: tenant_label.to_owned(),
             route: route.to_owned(),

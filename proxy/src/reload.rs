@@ -10,10 +10,20 @@ use tracing::{debug, error, info};
 
 use crate::endpoint::EndpointRegistry;
 use crate::health::HealthChecker;
-use crate::metrics::{Metrics, SourceLabels};
-use crate::router::{BuildContext, TenantRuntime, build_tenant};
+use crate::metrics::{Metrics, SourceLabels, TenantLabelSet};
+use veloflux_crds::TenantConfig;
+
+use crate::router::{BuildContext, TenantRuntime, build_tenant_labeled};
 use crate::snapshot::Store;
 use crate::source::TenantChange;
+
+/// Changes from which tenants compile on every core: below it, threads
+/// cost more than they save.
+const PARALLEL_FROM: usize = 256;
+
+/// A change with its metric labels chosen: tenant id, and its config and
+/// labels (`None` for a removal).
+type Labeled = (String, Option<(Arc<TenantConfig>, TenantLabelSet)>);
 
 /// Everything needed to apply changes.
 #[derive(Debug)]
@@ -58,26 +68,64 @@ impl Reloader {
             usage: &self.usage,
             metrics: &self.metrics,
         };
+        // Labels are handed out in change order, then tenants compile on
+        // every core when there are many (a start or a full resync).
+        let labeled: Vec<Labeled> = changes
+            .into_iter()
+            .map(|(tenant, config)| {
+                let labeled = config.map(|c| {
+                    let labels = self.metrics.labels(&c);
+                    (c, labels)
+                });
+                (tenant, labeled)
+            })
+            .collect();
+        let compile = |part: &[Labeled]| {
+            part.iter()
+                .map(|(tenant, labeled)| {
+                    let runtime = labeled.as_ref().map(|(config, labels)| {
+                        build_tenant_labeled(Arc::clone(config), labels, ctx)
+                            .map(Arc::new)
+                            .map_err(|err| (config.revision, err))
+                    });
+                    (tenant.clone(), runtime)
+                })
+                .collect::<Vec<_>>()
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8);
+        let compiled = if labeled.len() < PARALLEL_FROM || workers == 1 {
+            compile(&labeled)
+        } else {
+            let chunk = labeled.len().div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = labeled
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || compile(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
         let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
-            Vec::with_capacity(changes.len());
+            Vec::with_capacity(compiled.len());
         let mut report = ApplyReport::default();
-        for (tenant, config) in changes {
-            let runtime = match config {
-                None => None,
-                Some(config) => {
-                    let revision = config.revision;
-                    match build_tenant(config, ctx) {
-                        Ok(runtime) => Some(Arc::new(runtime)),
-                        Err(err) => {
-                            errors.inc();
-                            error!(tenant_id = %tenant, revision, error = %err, "Tenant config refused; keeping the last good one");
-                            report.refused.push((tenant, revision, err.to_string()));
-                            continue;
-                        }
-                    }
+        for (tenant, runtime) in compiled {
+            match runtime {
+                None => built.push((tenant, None)),
+                Some(Ok(runtime)) => built.push((tenant, Some(runtime))),
+                Some(Err((revision, err))) => {
+                    errors.inc();
+                    error!(tenant_id = %tenant, revision, error = %err, "Tenant config refused; keeping the last good one");
+                    report.refused.push((tenant, revision, err.to_string()));
                 }
-            };
-            built.push((tenant, runtime));
+            }
         }
         if built.is_empty() {
             return report;

@@ -22,7 +22,7 @@ use veloflux_crds::route::{HashSource, HttpMethod, PathMatchType};
 
 use crate::balancer::{Balancer, Tried, hash_of};
 use crate::endpoint::{EndpointRegistry, EndpointState, InvalidAddress};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Metrics, RouteMetrics, TenantLabelSet};
 
 /// Why a tenant's config could not be compiled (its last good one stays).
 #[derive(Debug, thiserror::Error)]
@@ -323,11 +323,28 @@ pub fn build_tenant(
     config: Arc<TenantConfig>,
     ctx: BuildContext<'_>,
 ) -> Result<TenantRuntime, BuildError> {
+    let labels = ctx.metrics.labels(&config);
+    build_tenant_labeled(config, &labels, ctx)
+}
+
+/// Compiles one tenant's config with its metric labels already chosen.
+pub fn build_tenant_labeled(
+    config: Arc<TenantConfig>,
+    labels: &TenantLabelSet,
+    ctx: BuildContext<'_>,
+) -> Result<TenantRuntime, BuildError> {
     let tenant: Arc<str> = config.tenant.as_str().into();
-    let tenant_label: Arc<str> = ctx.metrics.tenant_label(&config.tenant).into();
+    let tenant_label: Arc<str> = labels.tenant.as_str().into();
     let mut routes = Vec::with_capacity(config.routes.len());
-    for route in &config.routes {
-        routes.push(Arc::new(build_route(route, &config, &tenant_label, ctx)?));
+    for (route, route_label) in config.routes.iter().zip(&labels.routes) {
+        let metrics = ctx.metrics.route_labeled(&tenant_label, route_label);
+        routes.push(Arc::new(build_route(
+            route,
+            &config,
+            &tenant_label,
+            metrics,
+            ctx,
+        )?));
     }
     let mut by_host: HashMap<&str, Vec<Candidate>> = HashMap::new();
     for (route, runtime) in config.routes.iter().zip(&routes) {
@@ -447,6 +464,7 @@ fn build_route(
     route: &RouteConfig,
     tenant: &TenantConfig,
     tenant_label: &str,
+    metrics: RouteMetrics,
     ctx: BuildContext<'_>,
 ) -> Result<RouteRuntime, BuildError> {
     let mut rules = Vec::with_capacity(route.rules.len());
@@ -505,7 +523,7 @@ fn build_route(
         health_check: route.health_check.clone(),
         connect_timeout: Duration::from_millis(route.timeouts.connect_ms),
         idle_timeout: Duration::from_millis(route.timeouts.idle_ms),
-        metrics: ctx.metrics.route(tenant_label, &route.id),
+        metrics,
         rate_limit: route
             .rate_limit
             .as_ref()

@@ -7,10 +7,10 @@
 //! use, so one broken edit never takes routes down. Only tenants whose
 //! compiled config changed are reported as changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 use veloflux_crds::manifest::{ManifestError, Manifests, manifest_files};
@@ -71,7 +71,7 @@ pub enum SourceError {
 #[derive(Debug)]
 pub struct ManifestSource {
     dir: PathBuf,
-    files: BTreeMap<PathBuf, FileState>,
+    files: HashMap<PathBuf, FileState>,
     /// Every file's last good objects, together.
     combined: Manifests,
     current: BTreeMap<String, Arc<TenantConfig>>,
@@ -86,7 +86,7 @@ impl ManifestSource {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            files: BTreeMap::new(),
+            files: HashMap::new(),
             combined: Manifests::default(),
             current: BTreeMap::new(),
             problems: Vec::new(),
@@ -107,7 +107,9 @@ impl ManifestSource {
     /// The first load: any invalid file is an error (nothing to fall back to).
     /// Files are read and parsed on all cores; objects are added in file order.
     pub fn load(&mut self) -> Result<Vec<TenantChange>, SourceError> {
+        let started = Instant::now();
         let paths = self.paths()?;
+        let listed = started.elapsed();
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(8);
@@ -153,6 +155,7 @@ impl ManifestSource {
                 })
                 .collect()
         });
+        let read = started.elapsed();
         for (path, stamp, objects) in parsed {
             let keys = self.combined.absorb(&path, objects?)?;
             self.files.insert(
@@ -164,7 +167,20 @@ impl ManifestSource {
                 },
             );
         }
-        Ok(self.diff())
+        let merged = started.elapsed();
+        let changes = self.diff();
+        let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+        info!(
+            dir = %self.dir.display(),
+            files = self.files.len(),
+            tenants = changes.len(),
+            list_ms = ms(listed),
+            read_parse_ms = ms(read - listed),
+            merge_ms = ms(merged - read),
+            resolve_ms = ms(started.elapsed() - merged),
+            "Manifest folder loaded"
+        );
+        Ok(changes)
     }
 
     /// Re-reads changed files; returns the tenants whose config changed, or
@@ -240,11 +256,13 @@ impl ManifestSource {
         if !changed {
             return Ok(None);
         }
-        self.problems = self
+        let mut problems: Vec<(&PathBuf, &String)> = self
             .files
-            .values()
-            .filter_map(|f| f.error.clone())
+            .iter()
+            .filter_map(|(path, f)| f.error.as_ref().map(|e| (path, e)))
             .collect();
+        problems.sort_unstable();
+        self.problems = problems.into_iter().map(|(_, e)| e.clone()).collect();
         Ok(Some(self.diff()))
     }
 

@@ -242,3 +242,47 @@ async fn deleting_a_file_removes_its_objects_and_a_conflicting_file_is_refused()
     assert_eq!(get(&client(), p, "web.acme.test", "/").await.status, 200);
     proxy.shutdown().await;
 }
+
+/// A start (or full resync) of many tenants compiles them on every core;
+/// metric labels are still handed out in change order, up to the cap, and
+/// every tenant serves.
+#[test]
+fn many_tenants_compile_in_parallel_with_labels_in_change_order() {
+    use veloflux_proxy::metrics::Metrics;
+    use veloflux_proxy::reload::Reloader;
+    use veloflux_proxy::snapshot::Store;
+
+    let backend: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let names: Vec<String> = (0..600).map(|i| format!("t{i:03}")).collect();
+    let hosts: Vec<[String; 1]> = names.iter().map(|n| [format!("{n}.test")]).collect();
+    let host_refs: Vec<[&str; 1]> = hosts.iter().map(|[h]| [h.as_str()]).collect();
+    let specs: Vec<(&str, &[&str], std::net::SocketAddr)> = names
+        .iter()
+        .zip(&host_refs)
+        .map(|(n, h)| (n.as_str(), &h[..], backend))
+        .collect();
+    let mut configs = veloflux_store::testing::tenant_configs(&specs).unwrap();
+    // Change order: reverse name order, so the cap must follow it.
+    configs.sort_by(|a, b| b.tenant.cmp(&a.tenant));
+    let changes: Vec<_> = configs
+        .into_iter()
+        .map(|c| (c.tenant.clone(), Some(Arc::new(c))))
+        .collect();
+
+    let reloader = Reloader::new(
+        Arc::new(Store::default()),
+        Arc::new(Metrics::new(100, 10_000)),
+    );
+    let report = reloader.apply(changes, "manifests");
+    assert_eq!(report.applied.len(), 600);
+    assert!(report.refused.is_empty());
+    let snapshot = reloader.store.load();
+    assert_eq!(snapshot.tenant_count(), 600);
+    for (i, name) in names.iter().enumerate() {
+        let tenant = snapshot.tenant(name).unwrap();
+        // The first 100 in change order (t599 down to t500) keep their names.
+        let expected = if i >= 500 { name.as_str() } else { "other" };
+        assert_eq!(&*tenant.label, expected, "{name}");
+        assert!(snapshot.host(&format!("{name}.test")).is_some(), "{name}");
+    }
+}
