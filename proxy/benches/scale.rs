@@ -194,6 +194,11 @@ fn main() {
         );
         drop(fresh);
 
+        // The fleet path as a process: the same compiled configs written to
+        // Redis, one proxy started from it, measured to ready.
+        let (fleet_ms, fleet_rss) = fleet_start(&docs).await;
+        println!("binary from redis: cold_start_to_ready_ms={fleet_ms:.0} rss_mib={fleet_rss:.0}");
+
         // Host lookups: normalise + exact-or-wildcard lookup, as a request does.
         let hosts: Vec<String> = (0..4096)
             .map(|k| format!("R{}.t{}.example", k % routes, (k * 7919) % tenants))
@@ -237,6 +242,74 @@ fn main() {
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `docs` (compiled configs as JSON) to a fresh `redis-server`, starts
+/// one proxy on it, and returns the time to `/readyz` and the proxy's RSS.
+async fn fleet_start(docs: &[String]) -> (f64, f64) {
+    use veloflux_store::RedisOptions;
+    use veloflux_store::testing::RedisServer;
+    use veloflux_store::writer::Writer;
+
+    let redis = RedisServer::start().await.unwrap();
+    let options = RedisOptions::new(redis.url());
+    let client = options.client().unwrap();
+    veloflux_store::connect::connect(&client, &options, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let writer = Writer::new(client);
+    let configs: Vec<veloflux_crds::TenantConfig> = docs
+        .iter()
+        .map(|d| veloflux_crds::TenantConfig::from_json(d).unwrap())
+        .collect();
+    let mut tasks = Vec::new();
+    for share in configs.chunks(configs.len().div_ceil(16)) {
+        let (writer, share) = (writer.clone(), share.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for config in &share {
+                writer.put(config).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    writer.ensure_epoch().await.unwrap();
+
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (listen, admin) = (free_port(), free_port());
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_veloflux-proxy"))
+        .args(["--redis", &redis.url(), "--proxy-id", "scale"])
+        .args(["--access-log", "false", "--log", "warn"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = common::KillOnDrop(child);
+    while http_get(admin, "admin", "/readyz").is_none_or(|(status, _)| status != 200) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0);
+    (ready_ms, rss)
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection: `(status, body)`.

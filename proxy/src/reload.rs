@@ -98,19 +98,23 @@ impl Reloader {
         let compiled = if labeled.len() < PARALLEL_FROM || workers == 1 {
             compile(&labeled)
         } else {
+            // This thread compiles the first share itself: what it builds
+            // lives in the main heap, which reuses what parsing freed.
             let chunk = labeled.len().div_ceil(workers);
+            let mut parts = labeled.chunks(chunk);
+            let first = parts.next().unwrap_or_default();
             std::thread::scope(|scope| {
-                let handles: Vec<_> = labeled
-                    .chunks(chunk)
+                let handles: Vec<_> = parts
                     .map(|part| scope.spawn(move || compile(part)))
                     .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
+                let mut compiled = compile(first);
+                for h in handles {
+                    compiled.extend(
                         h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    );
+                }
+                compiled
             })
         };
         let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
