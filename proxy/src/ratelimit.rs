@@ -316,7 +316,7 @@ impl Limiter {
     }
 
     fn bucket(&self, key: Option<&str>) -> Arc<Bucket> {
-        let Some(key) = key else {
+        let Some(key) = key.filter(|_| !self.keyed.is_empty()) else {
             return Arc::clone(&self.single);
         };
         let shard = crate::balancer::hash_of(&key) as usize % self.keyed.len();
@@ -609,6 +609,13 @@ impl LimitRegistry {
                 .map_or(KeyKind::Tenant, KeyKind::Header),
         };
         let counters = metrics.ratelimit_counters(tenant_label);
+        // Per-client buckets only for limits keyed by client: a tenant-wide
+        // limit (one per tenant) would carry 16 empty maps.
+        let keyed = if matches!(key, KeyKind::Tenant) {
+            Box::default()
+        } else {
+            (0..SHARDS).map(|_| Shard::default()).collect()
+        };
         let limiter = Arc::new(Limiter {
             prefix: prefix.clone(),
             config: config.clone(),
@@ -619,7 +626,7 @@ impl LimitRegistry {
             lease_size,
             key,
             single: Arc::default(),
-            keyed: (0..SHARDS).map(|_| Shard::default()).collect(),
+            keyed,
             shared: self.shared.get().cloned(),
             origin: Instant::now(),
             allowed: counters[0].clone(),
