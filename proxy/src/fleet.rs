@@ -308,7 +308,17 @@ impl Fleet {
             }
         }
         let changed = changes.len();
-        let report = self.reloader.apply(changes, SOURCE);
+        // A full sync can compile every tenant: off the serving threads.
+        let reloader = Arc::clone(&self.reloader);
+        let report =
+            match tokio::task::spawn_blocking(move || reloader.apply(changes, SOURCE)).await {
+                Ok(report) => report,
+                Err(err) => match err.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // The runtime is shutting down.
+                    Err(_) => return Ok(()),
+                },
+            };
         self.absorb(report);
         self.epoch = sync.epoch;
         self.cursor = sync.cursor;
