@@ -125,7 +125,9 @@ impl Document {
             counts: self.counts,
             pos: 0,
         };
-        T::deserialize(&mut de)
+        let value = T::deserialize(&mut de);
+        recycle(de.events, de.counts);
+        value
     }
 
     /// Whether the document holds nothing (empty, or a lone null).
@@ -172,6 +174,27 @@ struct Open {
     key_set: Option<HashSet<String>>,
 }
 
+/// A document's events and their item counts.
+type EventLists = (Vec<(Event, Marker)>, Vec<u32>);
+
+thread_local! {
+    /// Event lists of documents already read, emptied, for the next ones:
+    /// a document's list is a few kilobytes, and allocating one per
+    /// document made the allocator sort its free lists on every one.
+    static SPARE: std::cell::RefCell<Vec<EventLists>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn recycle(mut events: Vec<(Event, Marker)>, mut counts: Vec<u32>) {
+    events.clear();
+    counts.clear();
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < 8 {
+            spare.push((events, counts));
+        }
+    });
+}
+
 #[derive(Default)]
 struct Collector {
     events: Vec<(Event, Marker)>,
@@ -183,6 +206,15 @@ struct Collector {
 }
 
 impl Collector {
+    fn new() -> Self {
+        let (events, counts) = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+        Self {
+            events,
+            counts,
+            ..Self::default()
+        }
+    }
+
     fn grow(&mut self, by: usize, mark: Marker) -> Result<(), YamlError> {
         self.size = self.size.saturating_add(by);
         if self.size > MAX_EXPANDED {
@@ -345,15 +377,18 @@ impl Collector {
 pub fn documents(text: &str) -> Result<Vec<Document>, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut documents = Vec::new();
-    let mut current = Collector::default();
+    let mut current = Collector::new();
     loop {
         let (event, mark) = parser
             .next_token()
             .map_err(|e| YamlError::at(*e.marker(), e.info().to_owned()))?;
         match event {
-            Event::StreamEnd => break,
+            Event::StreamEnd => {
+                recycle(current.events, current.counts);
+                break;
+            }
             Event::DocumentEnd => {
-                let collected = std::mem::take(&mut current);
+                let collected = std::mem::replace(&mut current, Collector::new());
                 let document = Document {
                     events: collected.events,
                     counts: collected.counts,
