@@ -382,7 +382,7 @@ impl Proxy {
         );
         let has_body = !http_body::Body::is_end_stream(&body);
         let retryable = !has_body && is_idempotent(&method) && route.retry_attempts > 0;
-        let mut body = Some(if has_body {
+        let body = if has_body {
             RequestBody::stream(
                 body,
                 route.max_request_body_bytes,
@@ -393,10 +393,19 @@ impl Proxy {
             )
         } else {
             RequestBody::Empty
-        });
+        };
         let key = route.hash_key(&parts.headers, conn.client.ip());
         let mut active = route.begin_request();
 
+        // Origin form: the upstream is addressed by the connection, the Host
+        // header names the site. Built once: a connect failure hands it back
+        // unsent for the retry, so nothing is copied in case one happens.
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = method.clone();
+        *upstream_req.uri_mut() = Uri::from(path_and_query.clone());
+        *upstream_req.version_mut() = Version::HTTP_11;
+        *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
+        let mut unsent = Some(upstream_req);
         let mut tried = Tried::default();
         let mut attempts = 0;
         // A retry that finds no other endpoint reports the failure that
@@ -406,22 +415,12 @@ impl Proxy {
             let Some((index, endpoint)) = route.pick(rule, key, tried) else {
                 break Err(failed.take().unwrap_or(ProxyError::NoHealthyUpstream));
             };
+            let Some(upstream_req) = unsent.take() else {
+                break Err(failed.take().unwrap_or(ProxyError::UpstreamConnect));
+            };
             let endpoint = Arc::clone(endpoint);
             tried.insert(index);
             attempts += 1;
-            // Origin form: the upstream is addressed by the connection, the
-            // Host header names the site.
-            let uri = Uri::from(path_and_query.clone());
-            let mut upstream_req = Request::new(body.take().unwrap_or(RequestBody::Empty));
-            *upstream_req.method_mut() = method.clone();
-            *upstream_req.uri_mut() = uri;
-            *upstream_req.version_mut() = Version::HTTP_11;
-            // Keep a copy only when a retry may need the headers again.
-            *upstream_req.headers_mut() = if retryable {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
             let in_flight = endpoint.begin();
             let sent = tokio::time::timeout(
                 route.request_timeout,
@@ -442,15 +441,16 @@ impl Proxy {
                     }
                     break Ok((response, endpoint, in_flight, connection));
                 }
-                Ok(Err(err)) => {
+                Ok(Err((err, returned))) => {
                     drop(in_flight);
                     if err.is_connect() {
                         endpoint.record_failure();
                         if retryable
+                            && returned.is_some()
                             && attempts <= route.retry_attempts as usize
                             && active.take_retry()
                         {
-                            body = Some(RequestBody::Empty);
+                            unsent = returned;
                             failed = Some(if is_timeout(&err) {
                                 ProxyError::UpstreamTimeout
                             } else {

@@ -166,12 +166,15 @@ impl Checkin {
 /// Sends `request` to `endpoint` on a pooled connection, or a new one, and
 /// returns the response head with the connection to release once the body
 /// has been read.
+///
+/// When no connection could be opened, the request comes back with the
+/// error, unsent and whole, for a retry on another endpoint.
 pub async fn send(
     endpoint: &Arc<EndpointState>,
     mut request: Request<RequestBody>,
     connect_timeout: Duration,
     idle_timeout: Duration,
-) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
+) -> Result<(Response<Incoming>, Checkin), (UpstreamError, Option<Request<RequestBody>>)> {
     // A pooled connection the upstream closed meanwhile hands the request
     // back unsent; it then goes on a new connection.
     while let Some(mut sender) = endpoint.pool().checkout() {
@@ -179,14 +182,17 @@ pub async fn send(
             Ok(response) => return Ok((response, checkin(endpoint, sender, idle_timeout))),
             Err(mut err) => match err.take_message() {
                 Some(unsent) => request = unsent,
-                None => return Err(UpstreamError::Exchange(err.into_error())),
+                None => return Err((UpstreamError::Exchange(err.into_error()), None)),
             },
         }
     }
-    let mut sender = connect(endpoint, connect_timeout).await?;
+    let mut sender = match connect(endpoint, connect_timeout).await {
+        Ok(sender) => sender,
+        Err(err) => return Err((err, Some(request))),
+    };
     match sender.send_request(request).await {
         Ok(response) => Ok((response, checkin(endpoint, sender, idle_timeout))),
-        Err(err) => Err(UpstreamError::Exchange(err)),
+        Err(err) => Err((UpstreamError::Exchange(err), None)),
     }
 }
 

@@ -140,6 +140,14 @@ async fn unreachable_upstream_is_502_and_a_healthy_one_takes_the_retry() {
             (200, "a"),
             "idempotent GETs are retried on another endpoint"
         );
+        // The retry is the same request: forwarding headers and the request
+        // id the client sees both reached the second endpoint.
+        let id = got.headers["x-request-id"].to_str().unwrap();
+        assert!(
+            got.body.contains(&format!("127.0.0.1|http|{id}|")),
+            "{}",
+            got.body
+        );
     }
     proxy.shutdown().await;
 }
