@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -136,14 +135,35 @@ pub struct Metrics {
         clippy::disallowed_types,
         reason = "control path only: taken when a route's handles are built"
     )]
-    labeled_routes: std::sync::Mutex<HashSet<Arc<str>>>,
-    folded_route_count: AtomicU64,
+    labeled_routes: std::sync::Mutex<Labeled>,
     #[allow(
         clippy::disallowed_types,
         reason = "control path only: taken when a tenant's handles are built"
     )]
-    labeled: std::sync::Mutex<HashSet<Arc<str>>>,
-    folded: AtomicU64,
+    labeled: std::sync::Mutex<Labeled>,
+}
+
+/// Names given their own label, and (by hash) the names folded into
+/// `other`, so the folded gauges count names, not rebuilds.
+#[derive(Debug, Default)]
+struct Labeled {
+    own: HashSet<Arc<str>>,
+    folded: HashSet<u64>,
+}
+
+impl Labeled {
+    /// The label for `name` under `cap`, and the folded count when it folds.
+    fn label(&mut self, name: &str, cap: usize) -> Result<String, usize> {
+        if self.own.contains(name) {
+            return Ok(name.to_owned());
+        }
+        if self.own.len() < cap {
+            self.own.insert(name.into());
+            return Ok(name.to_owned());
+        }
+        self.folded.insert(crate::balancer::hash_of(&name));
+        Err(self.folded.len())
+    }
 }
 
 /// Handles of one route's series, ready for the request path.
@@ -312,9 +332,7 @@ impl Metrics {
             max_tenants,
             max_routes,
             labeled_routes: std::sync::Mutex::default(),
-            folded_route_count: AtomicU64::new(0),
             labeled: std::sync::Mutex::default(),
-            folded: AtomicU64::new(0),
         }
     }
 
@@ -342,21 +360,16 @@ impl Metrics {
 
     /// The label to use for `tenant`, applying the cap.
     pub fn tenant_label(&self, tenant: &str) -> String {
-        let mut labeled = self
+        let folded = self
             .labeled
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if labeled.contains(tenant) {
-            return tenant.to_owned();
-        }
-        if labeled.len() < self.max_tenants {
-            labeled.insert(tenant.into());
-            return tenant.to_owned();
-        }
-        let folded = self.folded.fetch_add(1, Ordering::Relaxed) + 1;
-        self.folded_tenants
-            .set(i64::try_from(folded).unwrap_or(i64::MAX));
-        OTHER_TENANT.to_owned()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .label(tenant, self.max_tenants);
+        folded.unwrap_or_else(|count| {
+            self.folded_tenants
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            OTHER_TENANT.to_owned()
+        })
     }
 
     /// The label to use for `route` of a tenant labelled `tenant_label`:
@@ -365,21 +378,16 @@ impl Metrics {
         if tenant_label == OTHER_TENANT {
             return OTHER_TENANT.to_owned();
         }
-        let mut labeled = self
+        let folded = self
             .labeled_routes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if labeled.contains(route) {
-            return route.to_owned();
-        }
-        if labeled.len() < self.max_routes {
-            labeled.insert(route.into());
-            return route.to_owned();
-        }
-        let folded = self.folded_route_count.fetch_add(1, Ordering::Relaxed) + 1;
-        self.folded_routes
-            .set(i64::try_from(folded).unwrap_or(i64::MAX));
-        OTHER_TENANT.to_owned()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .label(route, self.max_routes);
+        folded.unwrap_or_else(|count| {
+            self.folded_routes
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            OTHER_TENANT.to_owned()
+        })
     }
 
     /// The labels of a tenant and of each of its routes, in order. Labels
@@ -449,6 +457,9 @@ mod tests {
         assert_eq!(m.tenant_label("a"), "a");
         assert_eq!(m.tenant_label("c"), OTHER_TENANT);
         assert_eq!(m.tenant_label("d"), OTHER_TENANT);
+        // Rebuilding a folded tenant does not count it again.
+        assert_eq!(m.tenant_label("c"), OTHER_TENANT);
+        assert_eq!(m.tenant_label("a"), "a");
         assert_eq!(m.folded_tenants.get(), 2);
         let text = m.encode().unwrap();
         assert!(text.contains("veloflux_metrics_folded_tenants 2"), "{text}");
@@ -461,7 +472,10 @@ mod tests {
         let m = Metrics::new(10, 1);
         assert_eq!(m.route_label("a", "a/one"), "a/one");
         assert_eq!(m.route_label("a", "a/two"), OTHER_TENANT);
+        assert_eq!(m.route_label("a", "a/two"), OTHER_TENANT);
         assert_eq!(m.folded_routes.get(), 1);
+        assert_eq!(m.route_label("a", "a/three"), OTHER_TENANT);
+        assert_eq!(m.folded_routes.get(), 2);
     }
 
     #[test]
