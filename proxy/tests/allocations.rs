@@ -102,23 +102,32 @@ spec:
     );
     runtime.block_on(limiter.check(&headers, client));
 
-    let region = Region::new(GLOBAL);
-    let mut picked = 0;
-    for i in 0..10_000 {
-        let snapshot = store.load();
-        let mut buf = [0u8; 255];
-        let host = normalize_host(hosts[i % hosts.len()], &mut buf).unwrap();
-        let entry = snapshot.host(host).unwrap();
-        let (route, rule) = entry.find(&method, "/api/users", &headers).unwrap();
-        let limit = entry.rate_limit.as_ref().unwrap();
-        runtime.block_on(limit.check(&headers, client));
-        if route.pick(rule, None, Tried::default()).is_some() {
-            picked += 1;
+    let measure = || {
+        let region = Region::new(GLOBAL);
+        let mut picked = 0;
+        for i in 0..10_000 {
+            let snapshot = store.load();
+            let mut buf = [0u8; 255];
+            let host = normalize_host(hosts[i % hosts.len()], &mut buf).unwrap();
+            let entry = snapshot.host(host).unwrap();
+            let (route, rule) = entry.find(&method, "/api/users", &headers).unwrap();
+            let limit = entry.rate_limit.as_ref().unwrap();
+            runtime.block_on(limit.check(&headers, client));
+            if route.pick(rule, None, Tried::default()).is_some() {
+                picked += 1;
+            }
         }
-    }
-    let stats = region.change();
-    assert_eq!(picked, 10_000);
-    assert_eq!(stats.allocations + stats.reallocations, 0, "{stats:?}");
+        assert_eq!(picked, 10_000);
+        region.change()
+    };
+    // The counts are process-wide: the test harness finishing another test
+    // (its thread's exit, its report) can land inside a window. An
+    // allocation per request shows in every window; interference does not.
+    let windows: Vec<_> = (0..3).map(|_| measure()).collect();
+    assert!(
+        windows.iter().any(|s| s.allocations + s.reallocations == 0),
+        "{windows:?}"
+    );
 }
 
 #[test]
