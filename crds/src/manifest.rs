@@ -249,6 +249,23 @@ impl Manifests {
         keys
     }
 
+    /// Makes room for `objects` more objects' keys (a folder's start absorbs
+    /// thousands of files one by one; the key set would otherwise be
+    /// rehashed at every doubling).
+    pub fn reserve(&mut self, objects: usize) {
+        self.seen.reserve(objects);
+    }
+
+    /// How many objects are held.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
     /// Moves every object of `other` in, all or nothing: if any of them is
     /// already present, nothing changes and the duplicate is reported.
     /// Returns the `(kind, key)` of the objects added.

@@ -112,6 +112,13 @@ impl ManifestSource {
         let listed = started.elapsed();
         let parsed = parse_all(&paths);
         let read = started.elapsed();
+        self.files.reserve(parsed.len());
+        self.combined.reserve(
+            parsed
+                .iter()
+                .map(|(_, _, objects)| objects.as_ref().map_or(0, Manifests::len))
+                .sum(),
+        );
         for (path, stamp, objects) in parsed {
             let keys = self.combined.absorb(&path, objects?)?;
             self.files.insert(
