@@ -403,14 +403,9 @@ impl Metrics {
         TenantLabelSet { tenant, routes }
     }
 
-    /// Handles for one route of a tenant whose label is `tenant_label`.
+    /// Handles for one route whose labels are already chosen (see
+    /// [`Metrics::labels`]).
     pub fn route(&self, tenant_label: &str, route: &str) -> RouteMetrics {
-        let route = self.route_label(tenant_label, route);
-        self.route_labeled(tenant_label, &route)
-    }
-
-    /// Handles for one route whose labels are already chosen.
-    pub fn route_labeled(&self, tenant_label: &str, route: &str) -> RouteMetrics {
         let labels = |class| RouteLabels {
             tenant: tenant_label.to_owned(),
             route: route.to_owned(),

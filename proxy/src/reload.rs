@@ -7,12 +7,11 @@ use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use tracing::{debug, error, info};
+use veloflux_crds::TenantConfig;
 
 use crate::endpoint::EndpointRegistry;
 use crate::health::HealthChecker;
 use crate::metrics::{Metrics, SourceLabels, TenantLabelSet};
-use veloflux_crds::TenantConfig;
-
 use crate::router::{BuildContext, TenantRuntime, build_tenant_labeled};
 use crate::snapshot::Store;
 use crate::source::TenantChange;

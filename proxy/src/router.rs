@@ -337,7 +337,7 @@ pub fn build_tenant_labeled(
     let tenant_label: Arc<str> = labels.tenant.as_str().into();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (route, route_label) in config.routes.iter().zip(&labels.routes) {
-        let metrics = ctx.metrics.route_labeled(&tenant_label, route_label);
+        let metrics = ctx.metrics.route(&tenant_label, route_label);
         routes.push(Arc::new(build_route(
             route,
             &config,

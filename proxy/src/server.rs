@@ -405,7 +405,6 @@ impl Proxy {
         *upstream_req.uri_mut() = Uri::from(path_and_query.clone());
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
-        let mut unsent = Some(upstream_req);
         let mut tried = Tried::default();
         let mut attempts = 0;
         // A retry that finds no other endpoint reports the failure that
@@ -414,9 +413,6 @@ impl Proxy {
         let outcome = loop {
             let Some((index, endpoint)) = route.pick(rule, key, tried) else {
                 break Err(failed.take().unwrap_or(ProxyError::NoHealthyUpstream));
-            };
-            let Some(upstream_req) = unsent.take() else {
-                break Err(failed.take().unwrap_or(ProxyError::UpstreamConnect));
             };
             let endpoint = Arc::clone(endpoint);
             tried.insert(index);
@@ -445,24 +441,21 @@ impl Proxy {
                     drop(in_flight);
                     if err.is_connect() {
                         endpoint.record_failure();
-                        if retryable
-                            && returned.is_some()
-                            && attempts <= route.retry_attempts as usize
-                            && active.take_retry()
-                        {
-                            unsent = returned;
-                            failed = Some(if is_timeout(&err) {
-                                ProxyError::UpstreamTimeout
-                            } else {
-                                ProxyError::UpstreamConnect
-                            });
-                            continue;
-                        }
-                        break Err(if is_timeout(&err) {
+                        let failure = if is_timeout(&err) {
                             ProxyError::UpstreamTimeout
                         } else {
                             ProxyError::UpstreamConnect
-                        });
+                        };
+                        if retryable
+                            && let Some(unsent) = returned
+                            && attempts <= route.retry_attempts as usize
+                            && active.take_retry()
+                        {
+                            upstream_req = unsent;
+                            failed = Some(failure);
+                            continue;
+                        }
+                        break Err(failure);
                     }
                     if is_body_too_large(&err) {
                         break Err(ProxyError::BodyTooLarge);
