@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod parallel;
 pub mod ratelimit;
 pub mod reload;
 pub mod router;

@@ -16,9 +16,9 @@ use crate::router::{BuildContext, TenantRuntime, build_tenant_labeled};
 use crate::snapshot::Store;
 use crate::source::TenantChange;
 
-/// Changes from which tenants compile on every core: below it, threads
-/// cost more than they save.
-const PARALLEL_FROM: usize = 256;
+/// Changes compiled per batch: from two batches on, tenants compile on
+/// every core (below that, threads cost more than they save).
+const COMPILE_BATCH: usize = 256;
 
 /// A change with its metric labels chosen: tenant id, and its config and
 /// labels (`None` for a removal).
@@ -79,45 +79,21 @@ impl Reloader {
                 (tenant, labeled)
             })
             .collect();
-        let compile = |part: &[Labeled]| {
-            part.iter()
-                .map(|(tenant, labeled)| {
-                    let runtime = labeled.as_ref().map(|(config, labels)| {
-                        build_tenant_labeled(Arc::clone(config), labels, ctx)
-                            .map(Arc::new)
-                            .map_err(|err| (config.revision, err))
-                    });
-                    (tenant.clone(), runtime)
-                })
-                .collect::<Vec<_>>()
-        };
-        let workers = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(8);
-        let compiled = if labeled.len() < PARALLEL_FROM || workers == 1 {
-            compile(&labeled)
-        } else {
-            // This thread compiles the first share itself: what it builds
-            // lives in the main heap, which reuses what parsing freed.
-            let chunk = labeled.len().div_ceil(workers);
-            let mut parts = labeled.chunks(chunk);
-            let first = parts.next().unwrap_or_default();
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .map(|part| scope.spawn(move || compile(part)))
-                    .collect();
-                let mut compiled = compile(first);
-                for h in handles {
-                    compiled.extend(
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    );
-                }
-                compiled
-            })
-        };
+        // Fewer changes than a batch compile on this thread alone.
+        let compiled = crate::parallel::map(&labeled, COMPILE_BATCH, |(tenant, labeled)| {
+            let runtime = labeled.as_ref().map(|(config, labels)| {
+                build_tenant_labeled(Arc::clone(config), labels, ctx)
+                    .map(Arc::new)
+                    .map_err(|err| (config.revision, err))
+            });
+            (tenant.clone(), runtime)
+        });
+        if let Some(panic) = compiled.panic {
+            std::panic::resume_unwind(panic);
+        }
+        let compiled = compiled.results.into_iter().flatten();
         let mut built: Vec<(String, Option<Arc<TenantRuntime>>)> =
-            Vec::with_capacity(compiled.len());
+            Vec::with_capacity(labeled.len());
         let mut report = ApplyReport::default();
         for (tenant, runtime) in compiled {
             match runtime {

@@ -288,48 +288,19 @@ impl ManifestSource {
 
 type Parsed = (PathBuf, Stamp, Result<Manifests, ManifestError>);
 
-/// Reads and parses `paths` on every core, this thread included (what it
-/// allocates stays in the main heap, where later phases reuse what parsing
-/// freed). Files are handed out in small batches, so a slow file delays
-/// nothing else. Results come back in the order of `paths`.
+/// Reads and parses `paths` on every core, 32 files at a time. Results come
+/// back in the order of `paths`; a parser that panicked loses nothing
+/// silently: its files are reported.
 fn parse_all(paths: &[PathBuf]) -> Vec<Parsed> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    const BATCH: usize = 32;
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut out: Vec<(usize, Parsed)> = Vec::new();
-        loop {
-            let start = next.fetch_add(BATCH, Ordering::Relaxed);
-            if start >= paths.len() {
-                return out;
-            }
-            for (i, p) in paths.iter().enumerate().skip(start).take(BATCH) {
-                let (stamp, objects) = match read_file(p) {
-                    Ok((stamp, text)) => (stamp, parse_text(p, &text)),
-                    Err(err) => (Stamp::UNKNOWN, Err(err)),
-                };
-                out.push((i, (p.clone(), stamp, objects)));
-            }
-        }
-    };
-    let helpers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 8)
-        - 1;
-    let mut slots: Vec<Option<Parsed>> =
-        std::iter::repeat_with(|| None).take(paths.len()).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(work)).collect();
-        let mut done: Vec<_> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .into_iter()
-            .collect();
-        // A parser thread that panicked loses nothing silently: its files are reported below.
-        done.extend(handles.into_iter().filter_map(|h| h.join().ok()));
-        for (i, parsed) in done.into_iter().flatten() {
-            slots[i] = Some(parsed);
-        }
+    let parsed = crate::parallel::map(paths, 32, |p| {
+        let (stamp, objects) = match read_file(p) {
+            Ok((stamp, text)) => (stamp, parse_text(p, &text)),
+            Err(err) => (Stamp::UNKNOWN, Err(err)),
+        };
+        (p.clone(), stamp, objects)
     });
-    slots
+    parsed
+        .results
         .into_iter()
         .zip(paths)
         .map(|(slot, p)| {
