@@ -61,50 +61,15 @@ fn main() {
     }
 
     // Process-level figures from the real binary: cold start to ready, memory.
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (listen, admin) = (free_port(), free_port());
-    let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veloflux-proxy"))
-        .args([
-            "--manifests",
-            dir.to_str().unwrap(),
-            "--access-log",
-            "false",
-            "--log",
-            "warn",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .args(["--poll-interval", "100ms"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let ready =
-        |path: &str| http_get(admin, "admin", path).is_some_and(|(status, _)| status == 200);
-    while !ready("/readyz") {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let cold_start = started.elapsed();
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let mem = |field: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    let (rss, peak) = (mem("VmRSS:"), mem("VmHWM:"));
+    let proxy = start_proxy(&[
+        "--manifests",
+        dir.to_str().unwrap(),
+        "--poll-interval",
+        "100ms",
+    ]);
+    let cold_start = proxy.ready;
+    let (rss, peak) = (proxy.memory_mib("VmRSS:"), proxy.memory_mib("VmHWM:"));
+    let listen = proxy.listen;
 
     // End to end: rewrite one tenant's file (new host) until the proxy serves it.
     let changed = tenants / 2;
@@ -119,10 +84,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let file_to_served = t.elapsed();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    drop(proxy);
     // Put the file back: the in-process figures below look up every tenant's
     // original hosts, and the changed tenant no longer serves `r0`.
     std::fs::write(
@@ -276,17 +238,41 @@ async fn fleet_start(docs: &[String]) -> (f64, f64) {
     }
     writer.ensure_epoch().await.unwrap();
 
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (listen, admin) = (free_port(), free_port());
+    let proxy = start_proxy(&["--redis", &redis.url(), "--proxy-id", "scale"]);
+    (
+        proxy.ready.as_secs_f64() * 1000.0,
+        proxy.memory_mib("VmRSS:"),
+    )
+}
+
+/// A release `veloflux-proxy` process, ready; killed when dropped.
+struct Proxy {
+    child: common::KillOnDrop,
+    listen: u16,
+    /// Time from spawning to `/readyz` answering 200.
+    ready: Duration,
+}
+
+impl Proxy {
+    /// A memory figure of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in MiB.
+    fn memory_mib(&self, field: &str) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+/// Starts the proxy on `source` (its config-source flags) on free ports,
+/// access log off, and waits until `/readyz` answers 200.
+fn start_proxy(source: &[&str]) -> Proxy {
+    use veloflux_store::testing::free_port;
+    let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_veloflux-proxy"))
-        .args(["--redis", &redis.url(), "--proxy-id", "scale"])
+        .args(source)
         .args(["--access-log", "false", "--log", "warn"])
         .args([
             "--listen",
@@ -301,15 +287,11 @@ async fn fleet_start(docs: &[String]) -> (f64, f64) {
     while http_get(admin, "admin", "/readyz").is_none_or(|(status, _)| status != 200) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0);
-    (ready_ms, rss)
+    Proxy {
+        child,
+        listen,
+        ready: started.elapsed(),
+    }
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection: `(status, body)`.
