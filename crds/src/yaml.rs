@@ -23,6 +23,8 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// nested aliases ("billion laughs") stops with an error early.
 pub const MAX_EXPANDED: usize = 64 << 20;
 
+const NON_SCALAR_KEY: &str = "a mapping key must be a scalar, not a sequence or mapping";
+
 /// Why a YAML text could not be read, or a document not typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
@@ -104,7 +106,7 @@ impl Document {
                         pos += 1;
                         break;
                     }
-                    Event::Scalar(..) => pos = self.skip(pos + 1),
+                    Event::Scalar(..) => pos = node_end(&self.events, pos + 1),
                     _ => return None,
                 }
             }
@@ -140,24 +142,24 @@ impl Document {
             _ => false,
         }
     }
+}
 
-    /// The index just past the node starting at `pos`.
-    fn skip(&self, pos: usize) -> usize {
-        let mut depth = 0usize;
-        let mut i = pos;
-        while let Some((event, _)) = self.events.get(i) {
-            i += 1;
-            match event {
-                Event::SequenceStart(..) | Event::MappingStart(..) => depth += 1,
-                Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth == 0 {
-                break;
-            }
+/// The index just past the node starting at `pos`.
+fn node_end(events: &[(Event, Marker)], pos: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = pos;
+    while let Some((event, _)) = events.get(i) {
+        i += 1;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => depth += 1,
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        i
+        if depth == 0 {
+            break;
+        }
     }
+    i
 }
 
 /// An open collection while a document's events are collected.
@@ -166,7 +168,7 @@ struct Open {
     start: usize,
     anchor: usize,
     expect_key: bool,
-    /// Items (or entries) so far.
+    /// Items so far, in a sequence (a mapping counts its `keys`).
     items: u32,
     /// Event index of each key so far.
     keys: Vec<usize>,
@@ -236,10 +238,7 @@ impl Collector {
             return Ok(());
         };
         let Event::Scalar(text, ..) = &self.events[index].0 else {
-            return Err(YamlError::at(
-                mark,
-                "a mapping key must be a scalar, not a sequence or mapping",
-            ));
+            return Err(YamlError::at(mark, NON_SCALAR_KEY));
         };
         let duplicate = match &mut open.key_set {
             Some(set) => !set.insert(text.clone()),
@@ -278,9 +277,6 @@ impl Collector {
         };
         if open.mapping {
             open.expect_key = !open.expect_key;
-            if open.expect_key {
-                open.items += 1;
-            }
         } else {
             open.items += 1;
         }
@@ -304,10 +300,7 @@ impl Collector {
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.expects_key() {
-                    return Err(YamlError::at(
-                        mark,
-                        "a mapping key must be a scalar, not a sequence or mapping",
-                    ));
+                    return Err(YamlError::at(mark, NON_SCALAR_KEY));
                 }
                 self.grow(1, mark)?;
                 let mapping = matches!(event, Event::MappingStart(..));
@@ -330,7 +323,11 @@ impl Collector {
                 let Some(open) = self.open.pop() else {
                     return Err(YamlError::at(mark, "unbalanced collection end"));
                 };
-                self.counts[open.start] = open.items;
+                self.counts[open.start] = if open.mapping {
+                    u32::try_from(open.keys.len()).unwrap_or(u32::MAX)
+                } else {
+                    open.items
+                };
                 if open.anchor != 0 {
                     self.anchors.push((open.anchor, open.start, index + 1));
                 }
@@ -351,10 +348,7 @@ impl Collector {
                 self.grow(added, mark)?;
                 let is_key = self.expects_key();
                 if is_key && end - start != 1 {
-                    return Err(YamlError::at(
-                        mark,
-                        "a mapping key must be a scalar, not a sequence or mapping",
-                    ));
+                    return Err(YamlError::at(mark, NON_SCALAR_KEY));
                 }
                 self.events.extend_from_within(start..end);
                 self.counts.extend_from_within(start..end);
@@ -571,17 +565,11 @@ impl Deserializer {
 
     /// Skips one whole node.
     fn skip(&mut self) -> Result<(), YamlError> {
-        let mut depth = 0usize;
-        loop {
-            match self.next()?.0 {
-                Event::SequenceStart(..) | Event::MappingStart(..) => depth += 1,
-                Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth == 0 {
-                return Ok(());
-            }
+        if self.pos >= self.events.len() {
+            return Err(de::Error::custom("unexpected end of document"));
         }
+        self.pos = node_end(&self.events, self.pos);
+        Ok(())
     }
 }
 
@@ -712,7 +700,7 @@ impl Deserializer {
         let (event, mark) = self.next()?;
         match event {
             Event::Scalar(text, ..) => seed.deserialize(Key(text)).map_err(|e| e.or_at(mark)),
-            _ => Err(YamlError::at(mark, "a mapping key must be a scalar")),
+            _ => Err(YamlError::at(mark, NON_SCALAR_KEY)),
         }
     }
 }
