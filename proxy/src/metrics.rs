@@ -166,6 +166,23 @@ impl Labeled {
     }
 }
 
+/// The label for `name` from `labeled` under `cap`: its own name, or
+/// `other` past the cap, `folded` then counting the names folded.
+#[allow(
+    clippy::disallowed_types,
+    reason = "control path only: taken when a tenant's or route's handles are built"
+)]
+fn label_in(labeled: &std::sync::Mutex<Labeled>, name: &str, cap: usize, folded: &Gauge) -> String {
+    let label = labeled
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .label(name, cap);
+    label.unwrap_or_else(|count| {
+        folded.set(i64::try_from(count).unwrap_or(i64::MAX));
+        OTHER_TENANT.to_owned()
+    })
+}
+
 /// Handles of one route's series, ready for the request path.
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
@@ -360,16 +377,12 @@ impl Metrics {
 
     /// The label to use for `tenant`, applying the cap.
     pub fn tenant_label(&self, tenant: &str) -> String {
-        let folded = self
-            .labeled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .label(tenant, self.max_tenants);
-        folded.unwrap_or_else(|count| {
-            self.folded_tenants
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-            OTHER_TENANT.to_owned()
-        })
+        label_in(
+            &self.labeled,
+            tenant,
+            self.max_tenants,
+            &self.folded_tenants,
+        )
     }
 
     /// The label to use for `route` of a tenant labelled `tenant_label`:
@@ -378,16 +391,12 @@ impl Metrics {
         if tenant_label == OTHER_TENANT {
             return OTHER_TENANT.to_owned();
         }
-        let folded = self
-            .labeled_routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .label(route, self.max_routes);
-        folded.unwrap_or_else(|count| {
-            self.folded_routes
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-            OTHER_TENANT.to_owned()
-        })
+        label_in(
+            &self.labeled_routes,
+            route,
+            self.max_routes,
+            &self.folded_routes,
+        )
     }
 
     /// The labels of a tenant and of each of its routes, in order. Labels
