@@ -146,21 +146,12 @@ impl Manifests {
         Ok(())
     }
 
-    /// Adds one parsed document.
-    pub fn add_document(
-        &mut self,
-        path: &Path,
-        index: usize,
-        doc: Value,
-    ) -> Result<(), ManifestError> {
-        self.add_object(path, index, doc)
-    }
-
+    /// Adds one document, read into its kind's type.
     fn add_object(
         &mut self,
         path: &Path,
         index: usize,
-        doc: impl Source,
+        doc: crate::yaml::Document,
     ) -> Result<(), ManifestError> {
         let api_version = doc.field(&["apiVersion"]).unwrap_or("").to_owned();
         let kind = doc.field(&["kind"]).unwrap_or("").to_owned();
@@ -347,41 +338,11 @@ impl Manifests {
     }
 }
 
-/// A document before its kind's type is chosen.
-trait Source {
-    /// The string at `path` (mapping keys from the top).
-    fn field(&self, path: &[&str]) -> Option<&str>;
-    /// The document as `T`.
-    fn typed<T: DeserializeOwned>(self) -> Result<T, String>;
-}
-
-impl Source for Value {
-    fn field(&self, path: &[&str]) -> Option<&str> {
-        path.iter()
-            .try_fold(self, |v, key| v.get(key))
-            .and_then(Value::as_str)
-    }
-
-    fn typed<T: DeserializeOwned>(self) -> Result<T, String> {
-        serde_json::from_value(self).map_err(|e| e.to_string())
-    }
-}
-
-impl Source for crate::yaml::Document {
-    fn field(&self, path: &[&str]) -> Option<&str> {
-        crate::yaml::Document::field(self, path)
-    }
-
-    fn typed<T: DeserializeOwned>(self) -> Result<T, String> {
-        self.deserialize().map_err(|e| e.to_string())
-    }
-}
-
 fn typed<T: DeserializeOwned>(
-    doc: impl Source,
+    doc: crate::yaml::Document,
     invalid: &impl Fn(String) -> ManifestError,
 ) -> Result<T, ManifestError> {
-    doc.typed().map_err(invalid)
+    doc.deserialize().map_err(|e| invalid(e.to_string()))
 }
 
 /// The documents of one YAML text, empty documents left out.
