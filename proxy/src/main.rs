@@ -7,6 +7,9 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 use veloflux_proxy::config::Config;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
