@@ -284,6 +284,13 @@ impl Manifests {
         Ok(keys)
     }
 
+    /// Removes the Routes, with their keys, and returns them: for a holder
+    /// that keeps routes apart from the other objects.
+    pub fn take_routes(&mut self) -> Vec<Route> {
+        self.seen.retain(|(kind, _)| *kind != "Route");
+        std::mem::take(&mut self.routes)
+    }
+
     /// Removes the objects `keys` names and returns them.
     pub fn take(&mut self, keys: &[(&'static str, ObjectKey)]) -> Manifests {
         fn split<T>(items: &mut Vec<T>, take: impl Fn(&T) -> bool) -> Vec<T> {
