@@ -4,7 +4,8 @@
 # Each proxy runs one worker pinned to core 0; wrk and the backends share
 # core 1. wrk: 64 connections, 1 thread, warm-up then a measured window,
 # rounds interleaved. Reports requests/s, p50/p99 and proxy CPU time per
-# request (from /proc/PID/stat over the measured window), with ratios.
+# request (from /proc/PID/stat over the measured window), with ratios of the
+# medians and the median of the ratios taken within each round.
 #
 # Usage: bash bench/proxy-compare.sh [ROUNDS] [SECONDS]   (defaults 3 and 10)
 #        PROXIES="veloflux" SIZES="small" bash bench/proxy-compare.sh 2 8   (a subset, raw lines only)
@@ -136,9 +137,14 @@ RESULTS="$W/results.tsv"
 : > "$RESULTS"
 PROXIES=${PROXIES:-veloflux nginx haproxy}
 SIZES=${SIZES:-small large}
+read -r -a PROXY_LIST <<< "$PROXIES"
+# Per round and body size the proxies run back to back, starting with a
+# different one each round, so a slow spell of the machine lands on all of
+# them and on no one position.
 for round in $(seq 1 "$ROUNDS"); do
-  for proxy in $PROXIES; do
-    for size in $SIZES; do
+  for size in $SIZES; do
+    for k in "${!PROXY_LIST[@]}"; do
+      proxy=${PROXY_LIST[$(( (k + round) % ${#PROXY_LIST[@]} ))]}
       url="http://127.0.0.1:${PORT[$proxy]}/$size"
       taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${WARM}s -H 'Host: bench.local' "$url" > /dev/null
       before=$(cpu_ticks "${PID[$proxy]}")
@@ -187,4 +193,19 @@ for size, label in (("small", "~100 B"), ("large", "16 KiB")):
         m = med[proxy, size]
         print(f"| {label} | {proxy} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | {m['cpu']:.2f} | {m['errors']} | "
               f"{m['rps']/n['rps']:.2f} | {m['p99']/n['p99']:.2f} | {m['cpu']/n['cpu']:.2f} | {m['cpu']/h['cpu']:.2f} |")
+# The same ratios taken within each round (the three proxies ran back to
+# back), then the median over rounds: the machine's drift between rounds
+# cancels out.
+print("\nVeloFlux ÷ peer within each round, median over rounds (and range):\n")
+print("| body | req/s ÷ nginx | p99 ÷ nginx | CPU ÷ nginx | req/s ÷ HAProxy | p99 ÷ HAProxy | CPU ÷ HAProxy |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+by = {(x[0], x[1], x[2]): x for x in rows}
+for size, label in (("small", "~100 B"), ("large", "16 KiB")):
+    cells = []
+    for peer in ("nginx", "haproxy"):
+        for i in (3, 5, 6):
+            ratios = sorted(float(by["veloflux", size, r][i]) / float(by[peer, size, r][i])
+                            for (p, s, r) in by if p == "veloflux" and s == size and (peer, size, r) in by)
+            cells.append(f"{st.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})")
+    print(f"| {label} | " + " | ".join(cells) + " |")
 PY
