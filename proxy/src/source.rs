@@ -100,6 +100,8 @@ pub struct ManifestSource {
     combined: Manifests,
     /// Every held Route's hashed key, to refuse a Route defined twice.
     route_keys: HashSet<u128>,
+    /// Whether what is kept was copied together since the last load.
+    compacted: bool,
     current: BTreeMap<String, Arc<TenantConfig>>,
     /// Current problems (files not in use and why), for `/readyz`.
     pub problems: Vec<String>,
@@ -115,6 +117,7 @@ impl ManifestSource {
             files: HashMap::new(),
             combined: Manifests::default(),
             route_keys: HashSet::new(),
+            compacted: true,
             current: BTreeMap::new(),
             problems: Vec::new(),
             new_errors: 0,
@@ -143,27 +146,32 @@ impl ManifestSource {
         self.combined.reserve(
             parsed
                 .iter()
-                .map(|(_, _, objects)| objects.as_ref().map_or(0, Manifests::len))
+                .map(|(_, _, file)| file.as_ref().map_or(0, |f| f.objects.len()))
+                .sum(),
+        );
+        self.route_keys.reserve(
+            parsed
+                .iter()
+                .map(|(_, _, file)| file.as_ref().map_or(0, |f| f.route_keys.len()))
                 .sum(),
         );
         let mut all_routes = Vec::new();
-        for (path, stamp, objects) in parsed {
-            let mut objects = objects?;
-            let routes = objects.take_routes();
-            let hashed = self.claim_routes(&path, &routes, &[])?;
-            let keys = self.combined.absorb(&path, objects)?;
-            self.route_keys.extend(hashed.iter().copied());
+        for (path, stamp, file) in parsed {
+            let file = file?;
+            self.check_routes(&path, &file, &[])?;
+            let keys = self.combined.absorb(&path, file.objects)?;
+            self.route_keys.extend(file.route_keys.iter().copied());
             self.files.insert(
                 path,
                 FileState {
                     stamp,
                     keys,
-                    routes: hashed,
-                    route_tenants: route_tenants(&routes),
+                    routes: file.route_keys,
+                    route_tenants: file.route_tenants,
                     error: None,
                 },
             );
-            all_routes.extend(routes);
+            all_routes.extend(file.routes);
         }
         let merged = started.elapsed();
         let resolution = veloflux_crds::resolve::resolve(Inputs {
@@ -172,14 +180,7 @@ impl ManifestSource {
         });
         // Resolved: routes are read again only when a change needs them.
         drop(all_routes);
-        // What is kept was allocated among the parsers' short-lived objects,
-        // a few live objects per page; copied together, those pages go back.
-        self.combined = self.combined.clone();
-        self.files = self
-            .files
-            .iter()
-            .map(|(path, file)| (path.clone(), file.clone()))
-            .collect();
+        self.compacted = false;
         let changes = self.apply(resolution, None);
         let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
         info!(
@@ -198,6 +199,9 @@ impl ManifestSource {
     /// Re-reads changed files; returns the tenants whose config changed, or
     /// `None` when no file changed.
     pub fn poll(&mut self) -> Result<Option<Vec<TenantChange>>, SourceError> {
+        if !self.compacted {
+            self.compact();
+        }
         let paths = self.paths()?;
         self.new_errors = 0;
         let mut work = Work::default();
@@ -233,33 +237,29 @@ impl ManifestSource {
             // The stamp kept is the one of the text read, so a write racing
             // this read is seen by the next poll.
             let (stamp, parsed) = match read_file(&path) {
-                Ok((stamp, text)) => (stamp, parse_text(&path, &text)),
+                Ok((stamp, text)) => (stamp, parse_file(&path, &text)),
                 Err(err) => (stamp, Err(err)),
             };
             let state = match parsed {
-                Ok(mut objects) => {
-                    let routes = objects.take_routes();
-                    let claimed = self.claim_routes(&path, &routes, &old_routes);
-                    self.note_change(&mut work, &old_keys, Some(&objects));
+                Ok(file) => {
+                    let checked = self.check_routes(&path, &file, &old_routes);
+                    self.note_change(&mut work, &old_keys, Some(&file.objects));
                     let old = self.combined.take(&old_keys);
-                    match claimed
-                        .and_then(|hashed| Ok((hashed, self.combined.absorb(&path, objects)?)))
-                    {
-                        Ok((hashed, keys)) => {
+                    match checked.and_then(|()| self.combined.absorb(&path, file.objects)) {
+                        Ok(keys) => {
                             for key in &old_routes {
                                 self.route_keys.remove(key);
                             }
-                            self.route_keys.extend(hashed.iter().copied());
-                            let route_tenants = route_tenants(&routes);
+                            self.route_keys.extend(file.route_keys.iter().copied());
                             work.tenants.extend(old_tenants);
-                            work.tenants.extend(route_tenants.iter().cloned());
-                            work.routes.extend(routes);
+                            work.tenants.extend(file.route_tenants.iter().cloned());
+                            work.routes.extend(file.routes);
                             work.parsed.insert(path.clone());
                             FileState {
                                 stamp,
                                 keys,
-                                routes: hashed,
-                                route_tenants,
+                                routes: file.route_keys,
+                                route_tenants: file.route_tenants,
                                 error: None,
                             }
                         }
@@ -305,28 +305,40 @@ impl ManifestSource {
         Ok(Some(self.reresolve(work)))
     }
 
-    /// The hashed keys of a file's routes, or the first that another file
-    /// already defines. `own` are the keys the file held before.
-    fn claim_routes(
+    /// Refuses a file whose routes another file already defines. `own` are
+    /// the route keys the file held before.
+    fn check_routes(
         &self,
         path: &Path,
-        routes: &[Route],
+        file: &FileObjects,
         own: &[u128],
-    ) -> Result<Box<[u128]>, ManifestError> {
-        routes
+    ) -> Result<(), ManifestError> {
+        let taken = file
+            .route_keys
             .iter()
-            .map(|route| {
-                let key = route_key(route);
-                if self.route_keys.contains(&key) && !own.contains(&key) {
-                    return Err(ManifestError::Duplicate {
-                        path: path.to_path_buf(),
-                        kind: "Route".to_owned(),
-                        name: ObjectKey::of(&route.metadata).to_string(),
-                    });
-                }
-                Ok(key)
-            })
-            .collect()
+            .position(|key| self.route_keys.contains(key) && !own.contains(key));
+        match taken {
+            None => Ok(()),
+            Some(i) => Err(ManifestError::Duplicate {
+                path: path.to_path_buf(),
+                kind: "Route".to_owned(),
+                name: ObjectKey::of(&file.routes[i].metadata).to_string(),
+            }),
+        }
+    }
+
+    /// Copies what the source keeps after a load. It was allocated among the
+    /// parsers' short-lived objects, a few live objects per page; copied
+    /// together, those pages can go back. Done by the first poll, off the
+    /// path to serving.
+    fn compact(&mut self) {
+        self.combined = self.combined.clone();
+        self.files = self
+            .files
+            .iter()
+            .map(|(path, file)| (path.clone(), file.clone()))
+            .collect();
+        self.compacted = true;
     }
 
     fn paths(&self) -> Result<Vec<PathBuf>, SourceError> {
@@ -515,7 +527,7 @@ impl ManifestSource {
                 continue;
             };
             match objects {
-                Ok(objects) if stamp == file.stamp => routes.extend(objects.routes),
+                Ok(read) if stamp == file.stamp => routes.extend(read.routes),
                 _ => {
                     // Changed since it was read (the next poll takes it up)
                     // or unreadable: its tenants keep their config for now.
@@ -649,7 +661,18 @@ fn route_tenants(routes: &[Route]) -> Vec<Box<str>> {
     tenants
 }
 
-type Parsed = (PathBuf, Stamp, Result<Manifests, ManifestError>);
+/// One file's objects as parsed, its routes apart.
+struct FileObjects {
+    /// Everything but the routes.
+    objects: Manifests,
+    routes: Vec<Route>,
+    /// `routes`' keys, hashed, in the same order.
+    route_keys: Box<[u128]>,
+    /// The tenants `routes` name.
+    route_tenants: Vec<Box<str>>,
+}
+
+type Parsed = (PathBuf, Stamp, Result<FileObjects, ManifestError>);
 
 /// Reads and parses `paths` on every core, 32 files at a time. Results come
 /// back in the order of `paths`; a parser that panicked loses nothing
@@ -657,7 +680,7 @@ type Parsed = (PathBuf, Stamp, Result<Manifests, ManifestError>);
 fn parse_all(paths: &[PathBuf]) -> Vec<Parsed> {
     let parsed = crate::parallel::map(paths, 32, |p| {
         let (stamp, objects) = match read_file(p) {
-            Ok((stamp, text)) => (stamp, parse_text(p, &text)),
+            Ok((stamp, text)) => (stamp, parse_file(p, &text)),
             Err(err) => (Stamp::UNKNOWN, Err(err)),
         };
         (p.clone(), stamp, objects)
@@ -696,11 +719,18 @@ fn read_file(path: &Path) -> Result<(Stamp, String), ManifestError> {
     Ok((Stamp::of(&meta), text))
 }
 
-/// Parses and type-checks one file's text on its own.
-fn parse_text(path: &Path, text: &str) -> Result<Manifests, ManifestError> {
+/// Parses and type-checks one file's text on its own, and sets its routes
+/// apart (on the parsing thread, so a start does this on every core).
+fn parse_file(path: &Path, text: &str) -> Result<FileObjects, ManifestError> {
     let mut objects = Manifests::default();
     objects.add_yaml(path, text)?;
-    Ok(objects)
+    let routes = objects.take_routes();
+    Ok(FileObjects {
+        route_keys: routes.iter().map(route_key).collect(),
+        route_tenants: route_tenants(&routes),
+        objects,
+        routes,
+    })
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
