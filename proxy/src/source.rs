@@ -313,10 +313,12 @@ impl ManifestSource {
         file: &FileObjects,
         own: &[u128],
     ) -> Result<(), ManifestError> {
+        let mut own = own.to_vec();
+        own.sort_unstable();
         let taken = file
             .route_keys
             .iter()
-            .position(|key| self.route_keys.contains(key) && !own.contains(key));
+            .position(|key| self.route_keys.contains(key) && own.binary_search(key).is_err());
         match taken {
             None => Ok(()),
             Some(i) => Err(ManifestError::Duplicate {
@@ -365,26 +367,17 @@ impl ManifestSource {
                 .filter(move |(k, _)| *k == kind)
                 .map(|(_, key)| key)
         };
-        let named = |name: &Option<String>, namespace: &Option<String>, key: &ObjectKey| {
-            name.as_deref() == Some(key.name.as_str())
-                && namespace.as_deref().unwrap_or("") == key.namespace
-        };
         // Domain claims are granted oldest first, within plan quotas, so a
         // change to which domains a tenant asks for, its age or its plan can
         // move domains between tenants.
-        let mut claims_may_move = false;
-        let mut seen_new = 0;
-        for key in old_of("Tenant") {
-            let before = self
-                .combined
-                .tenants
-                .iter()
-                .find(|t| named(&t.metadata.name, &t.metadata.namespace, key));
-            let after = new
-                .tenants
-                .iter()
-                .find(|t| named(&t.metadata.name, &t.metadata.namespace, key));
-            seen_new += usize::from(after.is_some());
+        let (tenants, added) = paired(
+            old_of("Tenant"),
+            &self.combined.tenants,
+            &new.tenants,
+            |t| (&t.metadata.name, &t.metadata.namespace),
+        );
+        let mut claims_may_move = added;
+        for (before, after) in tenants {
             match (before, after) {
                 (Some(b), Some(a)) if b == a => {}
                 (Some(b), Some(a))
@@ -392,46 +385,27 @@ impl ManifestSource {
                         && b.spec.plan_ref == a.spec.plan_ref
                         && b.metadata.creation_timestamp == a.metadata.creation_timestamp =>
                 {
-                    work.tenants.insert(key.name.as_str().into());
+                    work.tenants
+                        .insert(b.metadata.name.as_deref().unwrap_or("").into());
                 }
                 _ => claims_may_move = true,
             }
         }
-        claims_may_move |= seen_new != new.tenants.len();
-        let mut seen_new = 0;
-        for key in old_of("Plan") {
-            let before = self
-                .combined
-                .plans
-                .iter()
-                .find(|p| named(&p.metadata.name, &p.metadata.namespace, key));
-            let after = new
-                .plans
-                .iter()
-                .find(|p| named(&p.metadata.name, &p.metadata.namespace, key));
-            seen_new += usize::from(after.is_some());
-            claims_may_move |= before != after;
-        }
-        claims_may_move |= seen_new != new.plans.len();
+        let (plans, added) = paired(old_of("Plan"), &self.combined.plans, &new.plans, |p| {
+            (&p.metadata.name, &p.metadata.namespace)
+        });
+        claims_may_move |= added || plans.iter().any(|(b, a)| b != a);
         if claims_may_move && work.before.is_none() {
             work.before = Some(self.fingerprints());
         }
         // Backend references and certificates: any tenant's routes.
-        let mut seen_new = 0;
-        for key in old_of("ReferenceGrant") {
-            let before = self
-                .combined
-                .grants
-                .iter()
-                .find(|g| named(&g.metadata.name, &g.metadata.namespace, key));
-            let after = new
-                .grants
-                .iter()
-                .find(|g| named(&g.metadata.name, &g.metadata.namespace, key));
-            seen_new += usize::from(after.is_some());
-            work.all |= before != after;
-        }
-        work.all |= seen_new != new.grants.len();
+        let (grants, added) = paired(
+            old_of("ReferenceGrant"),
+            &self.combined.grants,
+            &new.grants,
+            |g| (&g.metadata.name, &g.metadata.namespace),
+        );
+        work.all |= added || grants.iter().any(|(b, a)| b != a);
         let mut seen_new = 0;
         for key in old_of("Secret") {
             let after = new.secrets.get(key);
@@ -623,6 +597,30 @@ struct Work {
     routes: Vec<Route>,
     /// Files read by this poll (their routes are in `routes`).
     parsed: std::collections::HashSet<PathBuf>,
+}
+
+/// One object as a file held it and as it holds it now.
+type BeforeAfter<'a, T> = (Option<&'a T>, Option<&'a T>);
+
+/// Pairs the objects of one kind a file held (`keys`, looked up in `held`)
+/// with what it holds now (`now`), by key; the flag says whether `now` has
+/// objects under keys the file did not hold.
+fn paired<'a, T>(
+    keys: impl Iterator<Item = &'a ObjectKey>,
+    held: &'a [T],
+    now: &'a [T],
+    id: impl Fn(&T) -> (&Option<String>, &Option<String>),
+) -> (Vec<BeforeAfter<'a, T>>, bool) {
+    let find = |items: &'a [T], key: &ObjectKey| {
+        items.iter().find(|x| {
+            let (name, namespace) = id(x);
+            name.as_deref() == Some(key.name.as_str())
+                && namespace.as_deref().unwrap_or("") == key.namespace
+        })
+    };
+    let pairs: Vec<_> = keys.map(|key| (find(held, key), find(now, key))).collect();
+    let kept = pairs.iter().filter(|(_, after)| after.is_some()).count();
+    (pairs, kept != now.len())
 }
 
 /// Feeds formatted text into a hasher, without building the string.
