@@ -747,37 +747,57 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
 /// the request is an upgrade.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names (compared,
-    // not hashed) finds that out without a lookup per name.
-    if !keep_upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names (compared, not hashed) notes which of them are
+    // present: most requests carry none, and most responses only
+    // `Connection: keep-alive`, so only what is there is looked up.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 && !keep_upgrade {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let has = |name: &HeaderName| {
+        HOP_BY_HOP
+            .iter()
+            .position(|h| h == name)
+            .is_some_and(|i| present & (1 << i) != 0)
+    };
+    if has(&header::CONNECTION) {
+        // Names from the fixed list are dealt with below.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
+    for name in &HOP_BY_HOP {
+        if has(name) && name != header::CONNECTION && name != header::UPGRADE {
+            headers.remove(name);
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
+        if has(&header::CONNECTION) {
+            headers.remove(header::CONNECTION);
+        }
+        if has(&header::UPGRADE) {
+            headers.remove(header::UPGRADE);
+        }
     }
 }
 
@@ -856,14 +876,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 mod tests {
     use super::*;
 
-    fn forwarded(client: &str, tls: bool, headers: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
+    fn forwarded(client: &str, tls: bool, pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = headers(pairs);
         let conn = ConnInfo::new(client.parse().unwrap(), tls);
         forward_headers(
             &mut map,
@@ -873,6 +887,60 @@ mod tests {
             false,
         );
         map
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn stripping_reads_every_connection_value_and_keeps_an_upgrade() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Secret , Upgrade"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-secret", "1"),
+            ("close", "odd but named"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut map, false);
+        assert_eq!(names(&map), ["x-kept"]);
+
+        // The usual response: only `Connection: keep-alive`.
+        let mut map = headers(&[("connection", "keep-alive"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut map, false);
+        assert_eq!(names(&map), ["content-length"]);
+
+        // An upgrade keeps `Upgrade` and says `Connection: upgrade` only.
+        let mut map = headers(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+        ]);
+        strip_hop_by_hop(&mut map, true);
+        assert_eq!(names(&map), ["connection", "upgrade"]);
+        assert_eq!(map["connection"], "upgrade");
+        assert_eq!(map["upgrade"], "websocket");
     }
 
     #[test]
