@@ -71,6 +71,8 @@ struct FileState {
     route_tenants: Vec<Box<str>>,
     /// Why the file's current content is not in use.
     error: Option<String>,
+    /// The error is a conflict with another file: read again after others change.
+    conflict: bool,
 }
 
 /// Why a folder could not be read at all.
@@ -169,6 +171,7 @@ impl ManifestSource {
                     routes: file.route_keys,
                     route_tenants: file.route_tenants,
                     error: None,
+                    conflict: false,
                 },
             );
             all_routes.extend(file.routes);
@@ -197,7 +200,9 @@ impl ManifestSource {
     }
 
     /// Re-reads changed files; returns the tenants whose config changed, or
-    /// `None` when no file changed.
+    /// `None` when no file changed. Files refused for a conflict with
+    /// another file are read again at the end of a poll in which something
+    /// changed.
     pub fn poll(&mut self) -> Result<Option<Vec<TenantChange>>, SourceError> {
         if !self.compacted {
             self.compact();
@@ -223,74 +228,38 @@ impl ManifestSource {
                 self.route_keys.remove(key);
             }
         }
+        let mut changed: Vec<(PathBuf, Stamp)> = Vec::new();
         for path in paths {
             let Some(stamp) = stamp(&path) else { continue };
             if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
                 continue;
             }
-            work.changed = true;
-            let (old_keys, old_routes, old_tenants) = self
+            changed.push((path, stamp));
+        }
+        let known_conflicts: HashSet<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, file)| file.conflict)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for (path, stamp) in changed {
+            self.read_changed(&mut work, path, stamp, false);
+        }
+        // A file refused for redefining another file's object is read again
+        // once the others are in whenever something changed: the other
+        // definition may be gone (an object moved between files in one edit).
+        if work.changed {
+            let mut retry: Vec<(PathBuf, Stamp)> = self
                 .files
-                .remove(&path)
-                .map(|f| (f.keys, f.routes, f.route_tenants))
-                .unwrap_or_default();
-            // The stamp kept is the one of the text read, so a write racing
-            // this read is seen by the next poll.
-            let (stamp, parsed) = match read_file(&path) {
-                Ok((stamp, text)) => (stamp, parse_file(&path, &text)),
-                Err(err) => (stamp, Err(err)),
-            };
-            let state = match parsed {
-                Ok(file) => {
-                    let checked = self.check_routes(&path, &file, &old_routes);
-                    self.note_change(&mut work, &old_keys, Some(&file.objects));
-                    let old = self.combined.take(&old_keys);
-                    match checked.and_then(|()| self.combined.absorb(&path, file.objects)) {
-                        Ok(keys) => {
-                            for key in &old_routes {
-                                self.route_keys.remove(key);
-                            }
-                            self.route_keys.extend(file.route_keys.iter().copied());
-                            work.tenants.extend(old_tenants);
-                            work.tenants.extend(file.route_tenants.iter().cloned());
-                            work.routes.extend(file.routes);
-                            work.parsed.insert(path.clone());
-                            FileState {
-                                stamp,
-                                keys,
-                                routes: file.route_keys,
-                                route_tenants: file.route_tenants,
-                                error: None,
-                            }
-                        }
-                        Err(err) => {
-                            // Conflicts with another file: put the last good version back.
-                            let keys = self.combined.absorb(&path, old).unwrap_or_default();
-                            warn!(file = %path.display(), error = %err, "Manifest conflicts with another file; keeping its last good version");
-                            self.new_errors += 1;
-                            FileState {
-                                stamp,
-                                keys,
-                                routes: old_routes,
-                                route_tenants: old_tenants,
-                                error: Some(err.to_string()),
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    warn!(file = %path.display(), error = %err, "Invalid manifest file; keeping its last good version");
-                    self.new_errors += 1;
-                    FileState {
-                        stamp,
-                        keys: old_keys,
-                        routes: old_routes,
-                        route_tenants: old_tenants,
-                        error: Some(err.to_string()),
-                    }
-                }
-            };
-            self.files.insert(path, state);
+                .iter()
+                .filter(|(_, file)| file.conflict)
+                .map(|(path, file)| (path.clone(), file.stamp.clone()))
+                .collect();
+            retry.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (path, stamp) in retry {
+                let report = !known_conflicts.contains(&path);
+                self.read_changed(&mut work, path, stamp, report);
+            }
         }
         if !work.changed {
             return Ok(None);
@@ -303,6 +272,87 @@ impl ManifestSource {
         problems.sort_unstable();
         self.problems = problems.into_iter().map(|(_, e)| e.clone()).collect();
         Ok(Some(self.reresolve(work)))
+    }
+
+    /// Reads a changed file and swaps its objects in, or keeps its last good
+    /// version and records why. A conflict with another file is logged and
+    /// counted only when `report_conflict` (the poll reads such files again
+    /// once the others are in, and reports what remains then).
+    fn read_changed(
+        &mut self,
+        work: &mut Work,
+        path: PathBuf,
+        stamp: Stamp,
+        report_conflict: bool,
+    ) {
+        work.changed = true;
+        let (old_keys, old_routes, old_tenants) = self
+            .files
+            .remove(&path)
+            .map(|f| (f.keys, f.routes, f.route_tenants))
+            .unwrap_or_default();
+        // The stamp kept is the one of the text read, so a write racing
+        // this read is seen by the next poll.
+        let (stamp, parsed) = match read_file(&path) {
+            Ok((stamp, text)) => (stamp, parse_file(&path, &text)),
+            Err(err) => (stamp, Err(err)),
+        };
+        let state = match parsed {
+            Ok(file) => {
+                let checked = self.check_routes(&path, &file, &old_routes);
+                self.note_change(work, &old_keys, Some(&file.objects));
+                let old = self.combined.take(&old_keys);
+                match checked.and_then(|()| self.combined.absorb(&path, file.objects)) {
+                    Ok(keys) => {
+                        for key in &old_routes {
+                            self.route_keys.remove(key);
+                        }
+                        self.route_keys.extend(file.route_keys.iter().copied());
+                        work.tenants.extend(old_tenants);
+                        work.tenants.extend(file.route_tenants.iter().cloned());
+                        work.routes.extend(file.routes);
+                        work.parsed.insert(path.clone());
+                        FileState {
+                            stamp,
+                            keys,
+                            routes: file.route_keys,
+                            route_tenants: file.route_tenants,
+                            error: None,
+                            conflict: false,
+                        }
+                    }
+                    Err(err) => {
+                        // Conflicts with another file: put the last good version back.
+                        let keys = self.combined.absorb(&path, old).unwrap_or_default();
+                        if report_conflict {
+                            warn!(file = %path.display(), error = %err, "Manifest conflicts with another file; keeping its last good version");
+                            self.new_errors += 1;
+                        }
+                        FileState {
+                            stamp,
+                            keys,
+                            routes: old_routes,
+                            route_tenants: old_tenants,
+                            error: Some(err.to_string()),
+                            conflict: true,
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                warn!(file = %path.display(), error = %err, "Invalid manifest file; keeping its last good version");
+                self.new_errors += 1;
+                FileState {
+                    stamp,
+                    keys: old_keys,
+                    routes: old_routes,
+                    route_tenants: old_tenants,
+                    error: Some(err.to_string()),
+                    conflict: false,
+                }
+            }
+        };
+        self.files.insert(path, state);
     }
 
     /// Refuses a file whose routes another file already defines. `own` are
@@ -423,12 +473,11 @@ impl ManifestSource {
             routes: &[],
             ..self.combined.inputs()
         });
-        let plans: HashMap<&str, _> = self
-            .combined
-            .plans
-            .iter()
-            .map(|p| (p.metadata.name.as_deref().unwrap_or(""), &p.spec))
-            .collect();
+        let mut plans: HashMap<&str, Vec<_>> = HashMap::new();
+        for plan in &self.combined.plans {
+            let name = plan.metadata.name.as_deref().unwrap_or("");
+            plans.entry(name).or_default().push(&plan.spec);
+        }
         self.combined
             .tenants
             .iter()
@@ -497,14 +546,17 @@ impl ManifestSource {
             .collect();
         let mut routes = work.routes;
         for (path, stamp, objects) in parse_all(&others) {
-            let Some(file) = self.files.get(&path) else {
+            let Some(file) = self.files.get_mut(&path) else {
                 continue;
             };
             match objects {
                 Ok(read) if stamp == file.stamp => routes.extend(read.routes),
                 _ => {
-                    // Changed since it was read (the next poll takes it up)
-                    // or unreadable: its tenants keep their config for now.
+                    // Changed since it was read, or unreadable now: its
+                    // tenants keep their config, and the stamp is forgotten
+                    // so the next poll reads the file as changed and
+                    // re-resolves them.
+                    file.stamp = Stamp::UNKNOWN;
                     for tenant in &file.route_tenants {
                         wanted.remove(tenant);
                     }
@@ -611,14 +663,39 @@ fn paired<'a, T>(
     now: &'a [T],
     id: impl Fn(&T) -> (&Option<String>, &Option<String>),
 ) -> (Vec<BeforeAfter<'a, T>>, bool) {
-    let find = |items: &'a [T], key: &ObjectKey| {
-        items.iter().find(|x| {
-            let (name, namespace) = id(x);
-            name.as_deref() == Some(key.name.as_str())
-                && namespace.as_deref().unwrap_or("") == key.namespace
-        })
+    let of = |x: &'a T| {
+        let (name, namespace) = id(x);
+        (
+            name.as_deref().unwrap_or(""),
+            namespace.as_deref().unwrap_or(""),
+        )
     };
-    let pairs: Vec<_> = keys.map(|key| (find(held, key), find(now, key))).collect();
+    let keys: Vec<&ObjectKey> = keys.collect();
+    // A file with many objects of the kind: index them rather than search
+    // the held objects once per key.
+    let index = |items: &'a [T]| -> HashMap<(&'a str, &'a str), &'a T> {
+        if keys.len() > 16 {
+            items.iter().map(|x| (of(x), x)).collect()
+        } else {
+            HashMap::new()
+        }
+    };
+    let (held_index, now_index) = (index(held), index(now));
+    let find = |items: &'a [T], indexed: &HashMap<(&'a str, &'a str), &'a T>, key: &ObjectKey| {
+        if keys.len() > 16 {
+            indexed
+                .get(&(key.name.as_str(), key.namespace.as_str()))
+                .copied()
+        } else {
+            items
+                .iter()
+                .find(|x| of(x) == (key.name.as_str(), key.namespace.as_str()))
+        }
+    };
+    let pairs: Vec<_> = keys
+        .iter()
+        .map(|key| (find(held, &held_index, key), find(now, &now_index, key)))
+        .collect();
     let kept = pairs.iter().filter(|(_, after)| after.is_some()).count();
     (pairs, kept != now.len())
 }
@@ -915,6 +992,42 @@ mod tests {
     }
 
     #[test]
+    fn in_a_file_of_many_tenants_only_the_edited_ones_change() {
+        let mut f = Folder::new("many");
+        f.write("plans.yaml", &plan("pro", 600));
+        let text = |suspended: usize, domain: usize| {
+            let parts: Vec<String> = (0..20)
+                .flat_map(|i| {
+                    let t = format!("t{i}");
+                    let own = format!("*.{t}.example");
+                    let extra = format!("x{i}.shared.example");
+                    let domains: Vec<&str> = if i == domain {
+                        vec![&own, &extra]
+                    } else {
+                        vec![&own]
+                    };
+                    let mut tenant = tenant(&t, "pro", i as u32, &domains);
+                    if i == suspended {
+                        tenant = tenant.replace("spec: {", "spec: {suspended: true, ");
+                    }
+                    let host = format!("www.{t}.example");
+                    [tenant, route(&t, "web", &host, 20000 + i as u16)]
+                })
+                .collect();
+            docs(&parts)
+        };
+        f.write("tenants.yaml", &text(99, 99));
+        let mut source = ManifestSource::new(&f.dir);
+        assert_eq!(source.load().unwrap().len(), 20);
+        f.write("tenants.yaml", &text(3, 99));
+        assert_eq!(changed(&source.poll().unwrap().unwrap()), ["t3"]);
+        f.write("tenants.yaml", &text(3, 7));
+        assert_eq!(changed(&source.poll().unwrap().unwrap()), ["t7"]);
+        assert_eq!(source.configs()["t7"].domains.len(), 2);
+        assert_eq!(served(&source), resolved(&f.dir));
+    }
+
+    #[test]
     fn a_plan_change_reaches_the_tenants_on_it_and_no_other() {
         let mut f = Folder::new("plan");
         f.write("plans.yaml", &docs(&[plan("pro", 600), plan("free", 60)]));
@@ -939,6 +1052,55 @@ mod tests {
         f.write("plans.yaml", &plan("pro", 1200));
         let changes = source.poll().unwrap().unwrap();
         assert_eq!(changes, vec![("q".to_owned(), None)]);
+        assert_eq!(served(&source), resolved(&f.dir));
+    }
+
+    #[test]
+    fn a_route_moved_between_files_in_one_edit_is_taken_whatever_their_order() {
+        let mut f = Folder::new("moved");
+        f.write("plans.yaml", &plan("pro", 600));
+        f.write("a.yaml", &tenant("t", "pro", 1, &["*.t.example"]));
+        f.write("b.yaml", &route("t", "web", "old.t.example", 20001));
+        let mut source = ManifestSource::new(&f.dir);
+        source.load().unwrap();
+        // `a.yaml` is read first, while `b.yaml` still holds the route.
+        f.write(
+            "a.yaml",
+            &docs(&[
+                tenant("t", "pro", 1, &["*.t.example"]),
+                route("t", "web", "new.t.example", 20002),
+            ]),
+        );
+        f.write("b.yaml", "# moved to a.yaml\n");
+        let changes = source.poll().unwrap().unwrap();
+        assert_eq!(changed(&changes), ["t"]);
+        assert!(source.problems.is_empty(), "{:?}", source.problems);
+        assert_eq!(source.new_errors, 0);
+        assert_eq!(source.configs()["t"].routes[0].hosts, ["new.t.example"]);
+        assert_eq!(served(&source), resolved(&f.dir));
+    }
+
+    #[test]
+    fn a_file_changed_while_it_is_read_again_is_taken_up_by_the_next_poll() {
+        let mut f = Folder::new("reread");
+        f.write("plans.yaml", &plan("pro", 600));
+        f.write("t.yaml", &tenant("t", "pro", 1, &["*.t.example"]));
+        f.write("routes.yaml", &route("t", "web", "www.t.example", 20001));
+        let mut source = ManifestSource::new(&f.dir);
+        source.load().unwrap();
+        // A re-resolve of `t` that finds its routes file different from what
+        // the poll saw (written between the two reads).
+        f.write("routes.yaml", &route("t", "web", "www.t.example", 20002));
+        let work = Work {
+            changed: true,
+            tenants: BTreeSet::from(["t".into()]),
+            ..Work::default()
+        };
+        assert_eq!(source.reresolve(work), Vec::new());
+        // The next poll reads the file as changed and re-resolves `t`.
+        let changes = source.poll().unwrap().unwrap();
+        assert_eq!(changed(&changes), ["t"]);
+        assert_eq!(served(&source), resolved(&f.dir));
     }
 
     #[test]
@@ -1005,6 +1167,7 @@ mod tests {
         source.load().unwrap();
         f.write("b.yaml", &route("t", "web", "other.t.example", 20002));
         assert_eq!(source.poll().unwrap().unwrap(), Vec::new());
+        assert_eq!(source.new_errors, 1);
         assert_eq!(source.problems.len(), 1);
         assert!(
             source.problems[0].contains("Route t/web is defined twice"),
@@ -1022,6 +1185,9 @@ mod tests {
         );
         assert_eq!(changed(&source.poll().unwrap().unwrap()), ["t"]);
         assert_eq!(source.configs()["t"].routes[0].hosts, ["api.t.example"]);
+        // The refused file was read again and still conflicts: not a new error.
+        assert_eq!(source.new_errors, 0);
+        assert_eq!(source.problems.len(), 1);
         // Once the first file lets the route go, the second one's is taken.
         f.write("a.yaml", &tenant("t", "pro", 1, &["*.t.example"]));
         f.write("b.yaml", &route("t", "web", "other.t.example", 20003));
