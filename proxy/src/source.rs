@@ -299,10 +299,21 @@ impl ManifestSource {
         };
         let state = match parsed {
             Ok(file) => {
-                let checked = self.check_routes(&path, &file, &old_routes);
-                self.note_change(work, &old_keys, Some(&file.objects));
-                let old = self.combined.take(&old_keys);
-                match checked.and_then(|()| self.combined.absorb(&path, file.objects)) {
+                // A route another file defines refuses the file before
+                // anything held changes; another duplicate shows when the
+                // objects are swapped in, and the last good ones go back.
+                let swapped = match self.check_routes(&path, &file, &old_routes) {
+                    Err(err) => Err((old_keys, err)),
+                    Ok(()) => {
+                        self.note_change(work, &old_keys, Some(&file.objects));
+                        let old = self.combined.take(&old_keys);
+                        self.combined.absorb(&path, file.objects).map_err(|err| {
+                            let keys = self.combined.absorb(&path, old).unwrap_or_default();
+                            (keys, err)
+                        })
+                    }
+                };
+                match swapped {
                     Ok(keys) => {
                         for key in &old_routes {
                             self.route_keys.remove(key);
@@ -321,9 +332,7 @@ impl ManifestSource {
                             conflict: false,
                         }
                     }
-                    Err(err) => {
-                        // Conflicts with another file: put the last good version back.
-                        let keys = self.combined.absorb(&path, old).unwrap_or_default();
+                    Err((keys, err)) => {
                         if report_conflict {
                             warn!(file = %path.display(), error = %err, "Manifest conflicts with another file; keeping its last good version");
                             self.new_errors += 1;
