@@ -784,8 +784,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        if has(name) && name != header::CONNECTION && name != header::UPGRADE {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 && name != header::CONNECTION && name != header::UPGRADE {
             headers.remove(name);
         }
     }
