@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::endpoint::InFlight;
-use crate::upstream::Checkin;
+use crate::upstream::UpstreamBody;
 
 /// Error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,16 +132,14 @@ pub enum ResponseBody {
     Local(Full<Bytes>),
     /// The upstream's body, counted.
     Upstream {
-        /// The upstream's body.
-        inner: Incoming,
+        /// The upstream's body; it gives its connection back to the pool
+        /// once read to its end.
+        inner: UpstreamBody,
         /// Where response bytes are counted.
         counter: Tally,
         /// Keeps the request counted in flight on its endpoint until the
         /// body is done (least-connections and draining see the whole exchange).
         in_flight: Option<InFlight>,
-        /// The upstream connection, given back to its pool once the body
-        /// has been read to its end (dropped, and so closed, otherwise).
-        connection: Option<Checkin>,
     },
 }
 
@@ -176,7 +174,6 @@ impl Body for ResponseBody {
                 inner,
                 counter,
                 in_flight,
-                connection,
             } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
@@ -186,22 +183,15 @@ impl Body for ResponseBody {
                     // ended, so the last frame is where the exchange ends.
                     if inner.is_end_stream() {
                         in_flight.take();
-                        if let Some(connection) = connection.take() {
-                            connection.release();
-                        }
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
                     in_flight.take();
-                    connection.take();
-                    Poll::Ready(Some(Err(Box::new(e))))
+                    Poll::Ready(Some(Err(e)))
                 }
                 Poll::Ready(None) => {
                     in_flight.take();
-                    if let Some(connection) = connection.take() {
-                        connection.release();
-                    }
                     Poll::Ready(None)
                 }
                 Poll::Pending => Poll::Pending,

@@ -24,3 +24,4 @@ pub mod state;
 pub mod tls;
 pub mod upstream;
 pub mod usage;
+pub mod wire;

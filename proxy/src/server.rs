@@ -429,13 +429,13 @@ impl Proxy {
             )
             .await;
             match sent {
-                Ok(Ok((response, connection))) => {
+                Ok(Ok(response)) => {
                     if response.status().is_server_error() {
                         endpoint.record_failure();
                     } else {
                         endpoint.record_success();
                     }
-                    break Ok((response, endpoint, in_flight, connection));
+                    break Ok((response, endpoint, in_flight));
                 }
                 Ok(Err((err, returned))) => {
                     drop(in_flight);
@@ -492,25 +492,48 @@ impl Proxy {
                 );
                 Ok(response)
             }
-            Ok((mut response, endpoint, in_flight, connection)) => {
+            Ok((response, endpoint, in_flight)) => {
                 let status = response.status();
-                if status == StatusCode::SWITCHING_PROTOCOLS
-                    && let Some(client_upgrade) = client_upgrade
-                {
-                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    let (parts, body) = response.into_parts();
+                    let (Some(client_upgrade), Some(upstream)) =
+                        (client_upgrade, body.into_upgraded())
+                    else {
+                        // A switch the client did not ask for cannot be relayed.
+                        endpoint.record_failure();
+                        warn!(route = %route.id, upstream = endpoint.address(), "Upstream switched protocols unasked");
+                        let error = ProxyError::Upstream;
+                        self.finish(
+                            &route,
+                            entry,
+                            &method,
+                            &path_and_query,
+                            &request_id,
+                            Some(endpoint.address()),
+                            error.outward().0,
+                            conn,
+                            started,
+                            Some(error),
+                        );
+                        return Ok(error.response(&request_id));
+                    };
                     tokio::spawn(async move {
                         let _in_flight = in_flight;
-                        if let (Ok(client), Ok(upstream)) =
-                            (client_upgrade.await, upstream_upgrade.await)
-                        {
-                            let _ = tokio::io::copy_bidirectional(
-                                &mut TokioIo::new(client),
-                                &mut TokioIo::new(upstream),
-                            )
-                            .await;
+                        if let Ok(client) = client_upgrade.await {
+                            let mut client = TokioIo::new(client);
+                            let mut upstream_stream = upstream.stream;
+                            if tokio::io::AsyncWriteExt::write_all(&mut client, &upstream.read)
+                                .await
+                                .is_ok()
+                            {
+                                let _ = tokio::io::copy_bidirectional(
+                                    &mut client,
+                                    &mut upstream_stream,
+                                )
+                                .await;
+                            }
                         }
                     });
-                    let (parts, _) = response.into_parts();
                     self.finish(
                         &route,
                         entry,
@@ -526,13 +549,6 @@ impl Proxy {
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
                 let (mut parts, body) = response.into_parts();
-                // A body that is over before it starts is never polled.
-                let connection = if http_body::Body::is_end_stream(&body) {
-                    connection.release();
-                    None
-                } else {
-                    Some(connection)
-                };
                 strip_hop_by_hop(&mut parts.headers, false);
                 parts.headers.insert(X_REQUEST_ID, request_id.clone());
                 if let Some(decision) = &limit {
@@ -559,7 +575,6 @@ impl Proxy {
                             usage: Arc::clone(&entry.usage.bytes_out),
                         },
                         in_flight: Some(in_flight),
-                        connection,
                     },
                 ))
             }

@@ -1,33 +1,51 @@
-//! Upstream HTTP/1.1 connections: a pool of idle keep-alive connections per
-//! endpoint, owned by the endpoint's shared state.
+//! Upstream HTTP/1.1 exchanges on pooled keep-alive connections, driven by
+//! the task that serves the client: it writes the request head, streams the
+//! request body, reads the response head, and then reads the response body
+//! from the socket as the client's connection polls it. There is no task
+//! per upstream connection and no channel between the two sides.
 //!
 //! A request takes the most recently used idle connection of its endpoint
 //! (or opens one within the route's connect timeout), and gives it back
-//! when the response body has been read to its end — not before, since an
-//! HTTP/1.1 connection carries one exchange at a time. A connection whose
-//! response was cut short, or that switched protocols, is never reused.
-//! Idle connections past the route's idle timeout are closed on the next
-//! checkout or check-in (from the oldest end, so a request never scans the
-//! whole list) and by a sweep every second. Each endpoint has its own lock,
-//! held only to push or pop: nothing is shared between endpoints, and no
-//! key is hashed per request.
+//! when the response body has been read to its end and the response
+//! allowed reuse — not before, since an HTTP/1.1 connection carries one
+//! exchange at a time. A connection whose exchange was cut short, whose
+//! response came before the request body was sent, or that switched
+//! protocols is never reused. An idle connection the upstream closed is
+//! noticed by its readiness on checkout (no system call unless something
+//! arrived) and by a sweep every second; idle connections past the route's
+//! idle timeout are closed on checkout or check-in (from the oldest end, so
+//! a request never scans the whole list) and by the sweep. A request whose
+//! pooled connection turns out closed before any byte of a response came
+//! back goes again on a new connection, if none of it reached the upstream,
+//! or if it is idempotent and has no body. Each endpoint has its own lock,
+//! held only to push or pop.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::io::ErrorKind;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::WriteHalf;
 use tokio::time::Instant;
 
-use crate::body::RequestBody;
+use crate::body::{BoxError, RequestBody};
 use crate::endpoint::EndpointState;
+use crate::wire::{self, Decoded, Decoder, RequestFraming, ResponseHead, WireError};
 
 /// Idle connections kept per endpoint at most.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
+/// Read buffer room asked for before each read of a response head.
+const HEAD_READ: usize = 8 * 1024;
 
 /// Why a request could not be exchanged with an upstream.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +67,7 @@ pub enum UpstreamError {
     },
     /// The exchange failed once the connection was open.
     #[error("upstream exchange failed: {0}")]
-    Exchange(#[source] hyper::Error),
+    Exchange(#[source] ExchangeError),
 }
 
 impl UpstreamError {
@@ -64,9 +82,65 @@ impl UpstreamError {
     }
 }
 
+/// How an exchange on an open connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Reading or writing the connection failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The upstream closed the connection before a response.
+    #[error("the upstream closed the connection before responding")]
+    Closed,
+    /// The response is not valid HTTP/1.1.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The request body could not be read from the client (or is too large).
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+}
+
+/// An open connection to an upstream, with the bytes read past the last
+/// message (none, between exchanges).
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+    /// The request head being written, kept for its allocation.
+    head: Vec<u8>,
+    /// Whether it has carried an exchange before (and sat in the pool).
+    reused: bool,
+}
+
+impl Connection {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            read: BytesMut::new(),
+            head: Vec::new(),
+            reused: false,
+        }
+    }
+
+    /// Whether the upstream closed the connection (or sent something
+    /// unasked) while it was idle. Readiness is what the runtime last
+    /// heard from the kernel, so nothing is read unless it says something
+    /// arrived; a close that lands later is caught by the retry in [`send`].
+    fn is_closed(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    connection: Connection,
     until: Instant,
 }
 
@@ -87,33 +161,23 @@ impl Pool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The most recently used connection that is open and ready.
-    fn checkout(&self) -> Option<http1::SendRequest<RequestBody>> {
+    /// The most recently used connection that is still open.
+    fn checkout(&self) -> Option<Connection> {
         let now = Instant::now();
-        let mut idle = self.lock();
-        expire_oldest(&mut idle, now);
-        let mut skipped = 0;
-        while let Some(entry) = idle.pop_back() {
-            if entry.sender.is_closed() {
-                continue;
-            }
-            if entry.sender.is_ready() {
-                return Some(entry.sender);
-            }
-            // Still finishing its last exchange: keep it for a later request.
-            idle.push_front(entry);
-            skipped += 1;
-            if skipped >= idle.len() {
-                break;
+        loop {
+            let entry = {
+                let mut idle = self.lock();
+                expire_oldest(&mut idle, now);
+                idle.pop_back()?
+            };
+            if !entry.connection.is_closed() {
+                return Some(entry.connection);
             }
         }
-        None
     }
 
-    fn checkin(&self, sender: http1::SendRequest<RequestBody>, idle_timeout: Duration) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, mut connection: Connection, idle_timeout: Duration) {
+        connection.reused = true;
         let now = Instant::now();
         let mut idle = self.lock();
         expire_oldest(&mut idle, now);
@@ -121,7 +185,7 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(Idle {
-            sender,
+            connection,
             until: now + idle_timeout,
         });
     }
@@ -131,87 +195,242 @@ impl Pool {
     pub fn sweep(&self) {
         let now = Instant::now();
         self.lock()
-            .retain(|entry| entry.until > now && !entry.sender.is_closed());
+            .retain(|entry| entry.until > now && !entry.connection.is_closed());
     }
 }
 
-/// Drops expired or closed connections from the oldest end, up to the first
-/// live one: constant work per request in the usual case. Routes with
-/// different idle timeouts may leave a later-expiring entry in front of an
-/// expired one; the sweep catches those within a second.
+/// Drops expired connections from the oldest end, up to the first live
+/// one: constant work per request in the usual case. Routes with different
+/// idle timeouts may leave a later-expiring entry in front of an expired
+/// one; the sweep catches those within a second.
 fn expire_oldest(idle: &mut VecDeque<Idle>, now: Instant) {
-    while idle
-        .front()
-        .is_some_and(|entry| entry.until <= now || entry.sender.is_closed())
-    {
+    while idle.front().is_some_and(|entry| entry.until <= now) {
         idle.pop_front();
     }
 }
 
-/// A connection lent to one exchange; [`Checkin::release`] gives it back.
-#[derive(Debug)]
-pub struct Checkin {
-    endpoint: Arc<EndpointState>,
-    sender: http1::SendRequest<RequestBody>,
-    idle_timeout: Duration,
-}
-
-impl Checkin {
-    /// The exchange is complete: the connection may carry another.
-    pub fn release(self) {
-        self.endpoint.pool().checkin(self.sender, self.idle_timeout);
-    }
-}
-
 /// Sends `request` to `endpoint` on a pooled connection, or a new one, and
-/// returns the response head with the connection to release once the body
-/// has been read.
+/// returns the response; its body gives the connection back to the pool
+/// once read to its end.
 ///
 /// When no connection could be opened, the request comes back with the
 /// error, unsent and whole, for a retry on another endpoint.
 pub async fn send(
     endpoint: &Arc<EndpointState>,
-    mut request: Request<RequestBody>,
+    request: Request<RequestBody>,
     connect_timeout: Duration,
     idle_timeout: Duration,
-) -> Result<(Response<Incoming>, Checkin), (UpstreamError, Option<Request<RequestBody>>)> {
-    // A pooled connection the upstream closed meanwhile hands the request
-    // back unsent; it then goes on a new connection.
-    while let Some(mut sender) = endpoint.pool().checkout() {
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, checkin(endpoint, sender, idle_timeout))),
-            Err(mut err) => match err.take_message() {
-                Some(unsent) => request = unsent,
-                None => return Err((UpstreamError::Exchange(err.into_error()), None)),
-            },
+) -> Result<Response<UpstreamBody>, (UpstreamError, Option<Request<RequestBody>>)> {
+    let (parts, mut body) = request.into_parts();
+    let framing = request_framing(&parts, &body);
+    let replayable = framing == RequestFraming::Empty && is_idempotent(&parts.method);
+    while let Some(mut connection) = endpoint.pool().checkout() {
+        match exchange(&mut connection, &parts, &mut body, framing).await {
+            Ok(exchanged) => {
+                return Ok(response(endpoint, connection, exchanged, idle_timeout));
+            }
+            // Closed by the upstream while it sat in the pool: go again.
+            Err(failure) if failure.stale && (!failure.written || replayable) => {}
+            Err(failure) => return Err((UpstreamError::Exchange(failure.error), None)),
         }
     }
-    let mut sender = match connect(endpoint, connect_timeout).await {
-        Ok(sender) => sender,
-        Err(err) => return Err((err, Some(request))),
+    let mut connection = match connect(endpoint, connect_timeout).await {
+        Ok(connection) => connection,
+        Err(err) => return Err((err, Some(Request::from_parts(parts, body)))),
     };
-    match sender.send_request(request).await {
-        Ok(response) => Ok((response, checkin(endpoint, sender, idle_timeout))),
-        Err(err) => Err((UpstreamError::Exchange(err), None)),
+    match exchange(&mut connection, &parts, &mut body, framing).await {
+        Ok(exchanged) => Ok(response(endpoint, connection, exchanged, idle_timeout)),
+        Err(failure) => Err((UpstreamError::Exchange(failure.error), None)),
     }
 }
 
-fn checkin(
+fn request_framing(parts: &Parts, body: &RequestBody) -> RequestFraming {
+    if body.is_end_stream() {
+        RequestFraming::Empty
+    } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        RequestFraming::Length
+    } else {
+        RequestFraming::Chunked
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// A response head, and whether the whole request was sent before it.
+struct Exchanged {
+    head: ResponseHead,
+    request_sent: bool,
+}
+
+/// An exchange that failed: why, whether the connection was a pooled one
+/// found closed before any byte of a response, and whether the request
+/// head had been written.
+struct Failure {
+    error: ExchangeError,
+    stale: bool,
+    written: bool,
+}
+
+async fn exchange(
+    connection: &mut Connection,
+    parts: &Parts,
+    body: &mut RequestBody,
+    framing: RequestFraming,
+) -> Result<Exchanged, Failure> {
+    let reused = connection.reused;
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    connection.head.clear();
+    wire::encode_request_head(
+        &mut connection.head,
+        &parts.method,
+        target,
+        &parts.headers,
+        framing,
+    );
+    let Connection {
+        stream,
+        read,
+        head: request_head,
+        ..
+    } = connection;
+    let fail = |error: ExchangeError, written: bool, received: bool| {
+        let stale = reused
+            && !received
+            && match &error {
+                ExchangeError::Closed => true,
+                ExchangeError::Io(e) => matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::ConnectionAborted
+                ),
+                _ => false,
+            };
+        Failure {
+            error,
+            stale,
+            written,
+        }
+    };
+    if let Err(e) = stream.write_all(request_head).await {
+        return Err(fail(e.into(), false, false));
+    }
+    let (mut reader, mut writer) = stream.split();
+    let mut upload = pin!(upload(&mut writer, body, framing));
+    let mut request_sent = framing == RequestFraming::Empty;
+    let mut received = false;
+    loop {
+        while !read.is_empty() {
+            match wire::parse_response_head(read, &parts.method) {
+                // 100 Continue and the like: the final response follows.
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS => {}
+                Ok(Some(head)) => return Ok(Exchanged { head, request_sent }),
+                Ok(None) => break,
+                Err(e) => return Err(fail(e.into(), true, true)),
+            }
+        }
+        read.reserve(HEAD_READ);
+        // While the body goes up, a response may come early (a refusal, say):
+        // it is read, and the rest of the body is not sent.
+        let got = if request_sent {
+            reader.read_buf(read).await
+        } else {
+            tokio::select! {
+                biased;
+                got = reader.read_buf(read) => got,
+                sent = &mut upload => {
+                    if let Err(e) = sent {
+                        return Err(fail(e, true, received));
+                    }
+                    request_sent = true;
+                    continue;
+                }
+            }
+        };
+        match got {
+            Ok(0) => return Err(fail(ExchangeError::Closed, true, received)),
+            Ok(_) => received = true,
+            Err(e) => return Err(fail(e.into(), true, received)),
+        }
+    }
+}
+
+/// Sends the request body as framed.
+async fn upload(
+    writer: &mut WriteHalf<'_>,
+    body: &mut RequestBody,
+    framing: RequestFraming,
+) -> Result<(), ExchangeError> {
+    let chunked = framing == RequestFraming::Chunked;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ExchangeError::Body)?;
+        let frame = match frame.into_data() {
+            Ok(mut data) => {
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    let mut size = [0u8; 18];
+                    let line = wire::encode_chunk_size(&mut size, data.len());
+                    let mut framed = Buf::chain(line, data).chain(&b"\r\n"[..]);
+                    writer.write_all_buf(&mut framed).await?;
+                } else {
+                    writer.write_all_buf(&mut data).await?;
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if chunked && let Ok(trailers) = frame.into_trailers() {
+            let mut end = b"0\r\n".to_vec();
+            for (name, value) in &trailers {
+                end.extend_from_slice(name.as_str().as_bytes());
+                end.extend_from_slice(b": ");
+                end.extend_from_slice(value.as_bytes());
+                end.extend_from_slice(b"\r\n");
+            }
+            end.extend_from_slice(b"\r\n");
+            writer.write_all(&end).await?;
+            return Ok(());
+        }
+    }
+    if chunked {
+        writer.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+fn response(
     endpoint: &Arc<EndpointState>,
-    sender: http1::SendRequest<RequestBody>,
+    connection: Connection,
+    exchanged: Exchanged,
     idle_timeout: Duration,
-) -> Checkin {
-    Checkin {
-        endpoint: Arc::clone(endpoint),
-        sender,
-        idle_timeout,
+) -> Response<UpstreamBody> {
+    let Exchanged { head, request_sent } = exchanged;
+    let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut body = UpstreamBody {
+        connection: Some(connection),
+        decoder: Decoder::new(head.framing),
+        reusable: head.keep_alive && request_sent && !upgraded,
+        home: Some((Arc::clone(endpoint), idle_timeout)),
+    };
+    if !upgraded && body.decoder.is_done() {
+        body.finish();
     }
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
 }
 
-async fn connect(
-    endpoint: &EndpointState,
-    timeout: Duration,
-) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+async fn connect(endpoint: &EndpointState, timeout: Duration) -> Result<Connection, UpstreamError> {
     let address = endpoint.address();
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
@@ -228,14 +447,117 @@ async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(UpstreamError::Exchange)?;
-    tokio::spawn(async move {
-        // Ends when the upstream or the pool closes the connection; an
-        // upgraded connection lives on in the tunnel.
-        let _ = connection.with_upgrades().await;
-    });
-    Ok(sender)
+    Ok(Connection::new(stream))
+}
+
+/// An upstream response body, read from the connection as it is polled;
+/// the connection goes back to its endpoint's pool at the body's end (or
+/// is closed, when the body is dropped before it or reuse is not allowed).
+#[derive(Debug)]
+pub struct UpstreamBody {
+    connection: Option<Connection>,
+    decoder: Decoder,
+    reusable: bool,
+    home: Option<(Arc<EndpointState>, Duration)>,
+}
+
+/// A connection that switched protocols, with what the upstream sent
+/// after its 101 response.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Bytes already read past the response head.
+    pub read: Bytes,
+}
+
+impl UpstreamBody {
+    /// The body has ended: the connection goes back to the pool, if it may
+    /// carry another exchange and nothing unasked came after the body.
+    fn finish(&mut self) {
+        if let (Some(connection), Some((endpoint, idle_timeout))) =
+            (self.connection.take(), self.home.take())
+            && self.reusable
+            && connection.read.is_empty()
+        {
+            endpoint.pool().checkin(connection, idle_timeout);
+        }
+    }
+
+    /// The connection of a `101 Switching Protocols` response.
+    pub fn into_upgraded(mut self) -> Option<Upgraded> {
+        let connection = self.connection.take()?;
+        Some(Upgraded {
+            stream: connection.stream,
+            read: connection.read.freeze(),
+        })
+    }
+
+    fn fail(&mut self, error: impl Into<BoxError>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.connection = None;
+        Poll::Ready(Some(Err(error.into())))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(connection) = this.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.decoder.decode(&mut connection.read) {
+                Ok(Decoded::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::Trailers(trailers)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return this.fail(e),
+            }
+            let want = this.decoder.want();
+            let Connection { stream, read, .. } = connection;
+            read.reserve(want);
+            match pin!(stream.read_buf(read)).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    if let Err(e) = this.decoder.at_eof() {
+                        return this.fail(e);
+                    }
+                    // Read until close: the connection is spent.
+                    this.reusable = false;
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(e),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
 }

@@ -1,0 +1,411 @@
+//! HTTP/1.1 framing on the upstream side, against real loopback upstreams
+//! that speak scripted bytes: chunked and read-until-close bodies, bodiless
+//! responses, informational responses, broken heads and bodies, request
+//! bodies by length and chunked, early responses, and pooled connections
+//! the upstream closed before answering.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::disallowed_types,
+    reason = "the scripted upstream logs what it read behind a test-only lock"
+)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What a scripted upstream does with the `n`th request (from 0) of a
+/// connection.
+enum Act {
+    /// Writes these bytes and waits for the next request.
+    Reply(Vec<u8>),
+    /// Writes these bytes and closes.
+    ReplyAndClose(Vec<u8>),
+    /// Closes without a word.
+    Close,
+    /// Writes these bytes as soon as the head is read, without reading the
+    /// body, then holds the connection open for a while.
+    ReplyBeforeBody(Vec<u8>),
+}
+
+/// A request as the upstream read it: head text and decoded body.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+struct Scripted {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (count, log) = (Arc::clone(&accepted), Arc::clone(&seen));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for n in 0.. {
+                    let Some(head) = read_head(&mut stream, &mut buf).await else {
+                        return;
+                    };
+                    let mut request = Seen {
+                        head,
+                        body: Vec::new(),
+                    };
+                    if let Act::ReplyBeforeBody(bytes) = script(n, &request) {
+                        let _ = stream.write_all(&bytes).await;
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        return;
+                    }
+                    request.body = read_body(&mut stream, &mut buf, &request.head).await;
+                    let act = script(n, &request);
+                    log.lock().unwrap().push(request);
+                    match act {
+                        Act::Reply(bytes) => {
+                            if stream.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Act::ReplyAndClose(bytes) => {
+                            let _ = stream.write_all(&bytes).await;
+                            return;
+                        }
+                        Act::Close | Act::ReplyBeforeBody(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    Scripted {
+        addr,
+        accepted,
+        seen,
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, head: &str) -> Vec<u8> {
+    if let Some(len) = header(head, "content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            if !fill(stream, buf).await {
+                break;
+            }
+        }
+        return buf.drain(..len.min(buf.len())).collect();
+    }
+    if header(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !fill(stream, buf).await {
+                    return body;
+                }
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+            buf.drain(..line_end + 2);
+            while buf.len() < size + 2 {
+                if !fill(stream, buf).await {
+                    return body;
+                }
+            }
+            body.extend(buf.drain(..size));
+            buf.drain(..2);
+            if size == 0 {
+                return body;
+            }
+        }
+    }
+    Vec::new()
+}
+
+async fn proxy_to(upstream: &Scripted, tag: &str) -> (Folder, veloflux_proxy::app::Running) {
+    let route_yaml = format!(
+        "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: wire, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [wire.acme.test]\n  backends:\n    - {{name: w, address: \"{}\"}}\n",
+        upstream.addr
+    );
+    proxy_with_routes(tag, &route_yaml).await
+}
+
+const HOST: &str = "wire.acme.test";
+
+#[tokio::test]
+async fn chunked_bodies_pass_through_and_their_connection_is_reused() {
+    let upstream = scripted(|_, _| {
+        Act::Reply(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-chunked").await;
+    let c = client();
+    for _ in 0..3 {
+        let got = get(&c, proxy.listen, HOST, "/").await;
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.body, "hello world");
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_read_until_close_arrives_whole_and_its_connection_is_not_reused() {
+    let upstream =
+        scripted(|_, _| Act::ReplyAndClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec())).await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-close").await;
+    let c = client();
+    for _ in 0..2 {
+        let got = get(&c, proxy.listen, HOST, "/").await;
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.body, "until the end");
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodiless_and_informational_responses_keep_the_connection_in_step() {
+    let upstream = scripted(|_, seen| {
+        let reply: &[u8] = if seen.head.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        } else if seen.head.contains("/empty") {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else {
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        Act::Reply(reply.to_vec())
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-bodiless").await;
+    let c = client();
+    let got = send(&c, proxy.listen, HOST, "HEAD", "/", b"").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.headers["content-length"], "100");
+    assert_eq!(got.body, "");
+    let got = get(&c, proxy.listen, HOST, "/empty").await;
+    assert_eq!(got.status, 204);
+    let got = get(&c, proxy.listen, HOST, "/after").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "ok", "the 100 Continue was skipped");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_or_oversized_response_head_is_a_502() {
+    let upstream = scripted(|_, seen| {
+        if seen.head.contains("/big") {
+            let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..2000 {
+                reply.extend_from_slice(format!("x-filler-{i}: {:040}\r\n", i).as_bytes());
+            }
+            reply.extend_from_slice(b"content-length: 0\r\n\r\n");
+            Act::ReplyAndClose(reply)
+        } else if seen.head.contains("/length") {
+            Act::ReplyAndClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            )
+        } else {
+            Act::ReplyAndClose(b"HTTP/1.1 two hundred\r\n\r\n".to_vec())
+        }
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-broken").await;
+    let c = client();
+    for path in ["/garbage", "/big", "/length"] {
+        let got = get(&c, proxy.listen, HOST, path).await;
+        assert_eq!(got.status, 502, "{path}: {got:?}");
+        assert!(
+            got.body.contains("\"upstream_error\""),
+            "{path}: {}",
+            got.body
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_not_passed_off_as_complete() {
+    let upstream = scripted(|_, _| {
+        Act::ReplyAndClose(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec())
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-cut").await;
+    let mut client = TcpStream::connect(proxy.listen).await.unwrap();
+    client
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+        .await
+        .expect("the proxy closed the client connection")
+        .ok();
+    // The head and the first bytes may or may not have left before the
+    // break was seen; either way the connection ends short of the length.
+    let text = String::from_utf8_lossy(&got);
+    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+        assert!(head.contains("content-length: 10"), "{head}");
+        assert!(body.len() < 10, "{body}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_bodies_go_up_with_their_length_or_chunked() {
+    let upstream = scripted(|_, _| {
+        Act::Reply(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone".to_vec())
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-upload").await;
+    let c = client();
+    let got = send(&c, proxy.listen, HOST, "POST", "/len", b"abc").await;
+    assert_eq!(got.status, 201, "{got:?}");
+    assert_eq!(got.body, "done");
+
+    // A chunked upload from the client goes up chunked, trailers and all.
+    let mut raw = TcpStream::connect(proxy.listen).await.unwrap();
+    raw.write_all(
+        format!(
+            "POST /chunked HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 201"));
+
+    let seen = upstream.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].head.starts_with("POST /len HTTP/1.1\r\n"),
+        "{}",
+        seen[0].head
+    );
+    assert_eq!(header(&seen[0].head, "content-length"), Some("3"));
+    assert_eq!(seen[0].body, b"abc");
+    assert_eq!(header(&seen[1].head, "transfer-encoding"), Some("chunked"));
+    assert_eq!(header(&seen[1].head, "content-length"), None);
+    assert_eq!(seen[1].body, b"wikipedia");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_early_response_is_relayed_and_its_connection_is_not_reused() {
+    let upstream = scripted(|_, seen| {
+        if seen.head.starts_with("POST") {
+            Act::ReplyBeforeBody(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!".to_vec(),
+            )
+        } else {
+            Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
+        }
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-early").await;
+    let c = client();
+    let body = vec![b'x'; 4 << 20];
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        send(&c, proxy.listen, HOST, "POST", "/upload", &body),
+    )
+    .await
+    .expect("the early response came back before the body was sent");
+    assert_eq!(got.status, 413, "{got:?}");
+    assert_eq!(got.body, "big!");
+    let got = get(&c, proxy.listen, HOST, "/next").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        2,
+        "the connection the body did not finish on was dropped"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_unanswered_is_retried_only_when_that_is_safe() {
+    // Each connection answers its first request and closes on its second,
+    // as an upstream whose keep-alive timer fired just then.
+    let upstream = scripted(|n, _| {
+        if n == 0 {
+            Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
+        } else {
+            Act::Close
+        }
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-stale").await;
+    let c = client();
+    let got = get(&c, proxy.listen, HOST, "/one").await;
+    assert_eq!(got.status, 200);
+    let got = get(&c, proxy.listen, HOST, "/two").await;
+    assert_eq!(
+        got.status, 200,
+        "a GET goes again on a new connection: {got:?}"
+    );
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    // A POST whose body reached the upstream is not sent twice.
+    let got = send(&c, proxy.listen, HOST, "POST", "/three", b"once").await;
+    assert_eq!(got.status, 502, "{got:?}");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    proxy.shutdown().await;
+}
