@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::Decision;
 use crate::router::{HostEntry, RouteRuntime};
 use crate::snapshot::{Store, normalize_host};
+use crate::wire::Forwarding;
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]
@@ -207,13 +208,6 @@ async fn rate_limit(
     shown
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
 /// Request ids: a per-process random prefix and a counter, as 16 hex digits.
 #[derive(Debug)]
 pub struct RequestIds {
@@ -373,13 +367,14 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        forward_headers(
-            &mut parts.headers,
-            conn,
-            &original_host,
-            &request_id,
+        let forwarding = Forwarding {
+            client_ip: conn.client_ip.as_bytes(),
+            client_ipv6: conn.client.is_ipv6(),
+            tls: conn.tls,
+            host: &original_host,
+            request_id: &request_id,
             upgrade,
-        );
+        };
         let has_body = !http_body::Body::is_end_stream(&body);
         let retryable = !has_body && is_idempotent(&method) && route.retry_attempts > 0;
         let body = if has_body {
@@ -423,6 +418,7 @@ impl Proxy {
                 crate::upstream::send(
                     &endpoint,
                     upstream_req,
+                    &forwarding,
                     route.connect_timeout,
                     route.idle_timeout,
                 ),
@@ -495,7 +491,10 @@ impl Proxy {
             Ok((response, endpoint, in_flight)) => {
                 let status = response.status();
                 if status == StatusCode::SWITCHING_PROTOCOLS {
-                    let (parts, body) = response.into_parts();
+                    let (mut parts, body) = response.into_parts();
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                     let (Some(client_upgrade), Some(upstream)) =
                         (client_upgrade, body.into_upgraded())
                     else {
@@ -549,7 +548,6 @@ impl Proxy {
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
                 let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers, false);
                 parts.headers.insert(X_REQUEST_ID, request_id.clone());
                 if let Some(decision) = &limit {
                     decision.write_headers(&mut parts.headers);
@@ -745,132 +743,6 @@ fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
-/// Headers that apply to one connection only (RFC 9110 §7.6.1), besides
-/// those the `Connection` header names.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
-/// `Connection` header names; keeps `Connection: upgrade` + `Upgrade` when
-/// the request is an upgrade.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names (compared, not hashed) notes which of them are
-    // present: most requests carry none, and most responses only
-    // `Connection: keep-alive`, so only what is there is looked up.
-    let mut present = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
-        }
-    }
-    if present == 0 && !keep_upgrade {
-        return;
-    }
-    let has = |name: &HeaderName| {
-        HOP_BY_HOP
-            .iter()
-            .position(|h| h == name)
-            .is_some_and(|i| present & (1 << i) != 0)
-    };
-    if has(&header::CONNECTION) {
-        // Names from the fixed list are dealt with below.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !HOP_BY_HOP
-                    .iter()
-                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 && name != header::CONNECTION && name != header::UPGRADE {
-            headers.remove(name);
-        }
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        if has(&header::CONNECTION) {
-            headers.remove(header::CONNECTION);
-        }
-        if has(&header::UPGRADE) {
-            headers.remove(header::UPGRADE);
-        }
-    }
-}
-
-fn forward_headers(
-    headers: &mut HeaderMap,
-    conn: ConnInfo,
-    host: &HeaderValue,
-    request_id: &HeaderValue,
-    upgrade: bool,
-) {
-    strip_hop_by_hop(headers, upgrade);
-    let proto = if conn.tls { "https" } else { "http" };
-    let ip = conn.client_ip.as_bytes();
-    let mut buf = Vec::with_capacity(64);
-    if let Some(prior) = headers.get(&X_FORWARDED_FOR) {
-        buf.extend_from_slice(prior.as_bytes());
-        buf.extend_from_slice(b", ");
-    }
-    buf.extend_from_slice(ip);
-    if let Ok(v) = HeaderValue::from_bytes(&buf) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if !host.is_empty() {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-        headers.insert(header::HOST, host.clone());
-    }
-    buf.clear();
-    if let Some(prior) = headers.get(&FORWARDED) {
-        buf.extend_from_slice(prior.as_bytes());
-        buf.extend_from_slice(b", ");
-    }
-    if conn.client.is_ipv4() {
-        buf.extend_from_slice(b"for=");
-        buf.extend_from_slice(ip);
-    } else {
-        buf.extend_from_slice(b"for=\"[");
-        buf.extend_from_slice(ip);
-        buf.extend_from_slice(b"]\"");
-    }
-    buf.extend_from_slice(b";proto=");
-    buf.extend_from_slice(proto.as_bytes());
-    if !host.is_empty()
-        && host
-            .as_bytes()
-            .iter()
-            .all(|b| b.is_ascii_graphic() && *b != b'"')
-    {
-        buf.extend_from_slice(b";host=\"");
-        buf.extend_from_slice(host.as_bytes());
-        buf.push(b'"');
-    }
-    if let Ok(v) = HeaderValue::from_bytes(&buf) {
-        headers.insert(FORWARDED, v);
-    }
-    headers.insert(X_REQUEST_ID, request_id.clone());
-}
-
 fn redirect_to_https(host: &str, uri: &Uri, request_id: &HeaderValue) -> Response<ResponseBody> {
     let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let mut response = Response::new(ResponseBody::empty());
@@ -886,135 +758,3 @@ fn redirect_to_https(host: &str, uri: &Uri, request_id: &HeaderValue) -> Respons
 
 /// The grace given to in-flight requests on shutdown, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn forwarded(client: &str, tls: bool, pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = headers(pairs);
-        let conn = ConnInfo::new(client.parse().unwrap(), tls);
-        forward_headers(
-            &mut map,
-            conn,
-            &HeaderValue::from_static("www.acme.test"),
-            &HeaderValue::from_static("id-1"),
-            false,
-        );
-        map
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
-
-    fn names(map: &HeaderMap) -> Vec<&str> {
-        let mut names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        names.sort_unstable();
-        names
-    }
-
-    #[test]
-    fn stripping_reads_every_connection_value_and_keeps_an_upgrade() {
-        let mut map = headers(&[
-            ("connection", "keep-alive, X-Secret , Upgrade"),
-            ("connection", "close"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-connection", "keep-alive"),
-            ("te", "trailers"),
-            ("trailer", "x-sum"),
-            ("transfer-encoding", "chunked"),
-            ("upgrade", "websocket"),
-            ("proxy-authorization", "Basic eA=="),
-            ("x-secret", "1"),
-            ("close", "odd but named"),
-            ("x-kept", "yes"),
-        ]);
-        strip_hop_by_hop(&mut map, false);
-        assert_eq!(names(&map), ["x-kept"]);
-
-        // The usual response: only `Connection: keep-alive`.
-        let mut map = headers(&[("connection", "keep-alive"), ("content-length", "3")]);
-        strip_hop_by_hop(&mut map, false);
-        assert_eq!(names(&map), ["content-length"]);
-
-        // An upgrade keeps `Upgrade` and says `Connection: upgrade` only.
-        let mut map = headers(&[
-            ("connection", "Upgrade, x-secret"),
-            ("upgrade", "websocket"),
-            ("x-secret", "1"),
-            ("te", "trailers"),
-        ]);
-        strip_hop_by_hop(&mut map, true);
-        assert_eq!(names(&map), ["connection", "upgrade"]);
-        assert_eq!(map["connection"], "upgrade");
-        assert_eq!(map["upgrade"], "websocket");
-    }
-
-    #[test]
-    fn forwarding_headers_name_the_client_once_per_hop() {
-        let map = forwarded("192.0.2.7:5000", false, &[]);
-        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(map["x-forwarded-proto"], "http");
-        assert_eq!(map["x-forwarded-host"], "www.acme.test");
-        assert_eq!(
-            map["forwarded"],
-            "for=192.0.2.7;proto=http;host=\"www.acme.test\""
-        );
-        assert_eq!(map["x-request-id"], "id-1");
-
-        let map = forwarded(
-            "[2001:db8::1]:443",
-            true,
-            &[
-                ("x-forwarded-for", "203.0.113.9"),
-                ("forwarded", "for=203.0.113.9"),
-            ],
-        );
-        assert_eq!(map["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
-        assert_eq!(
-            map["forwarded"],
-            "for=203.0.113.9, for=\"[2001:db8::1]\";proto=https;host=\"www.acme.test\""
-        );
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
-        let map = forwarded(
-            "192.0.2.7:5000",
-            false,
-            &[
-                ("connection", "close, x-secret"),
-                ("x-secret", "1"),
-                ("keep-alive", "timeout=5"),
-                ("te", "trailers"),
-                ("proxy-authorization", "Basic Zm9v"),
-                ("upgrade", "websocket"),
-                ("x-kept", "yes"),
-            ],
-        );
-        for gone in [
-            "connection",
-            "x-secret",
-            "keep-alive",
-            "te",
-            "proxy-authorization",
-            "upgrade",
-        ] {
-            assert!(!map.contains_key(gone), "{gone} was forwarded");
-        }
-        assert_eq!(map["x-kept"], "yes");
-
-        let mut plain = HeaderMap::new();
-        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut plain, false);
-        assert_eq!(plain.len(), 1);
-    }
-}

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, RequestBody};
 use crate::endpoint::EndpointState;
-use crate::wire::{self, Decoded, Decoder, RequestFraming, ResponseHead, WireError};
+use crate::wire::{self, Decoded, Decoder, Forwarding, RequestFraming, ResponseHead, WireError};
 
 /// Idle connections kept per endpoint at most.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -209,15 +209,16 @@ fn expire_oldest(idle: &mut VecDeque<Idle>, now: Instant) {
     }
 }
 
-/// Sends `request` to `endpoint` on a pooled connection, or a new one, and
-/// returns the response; its body gives the connection back to the pool
-/// once read to its end.
+/// Sends `request` to `endpoint` on a pooled connection, or a new one, with
+/// the headers of `forwarding`, and returns the response; its body gives
+/// the connection back to the pool once read to its end.
 ///
 /// When no connection could be opened, the request comes back with the
 /// error, unsent and whole, for a retry on another endpoint.
 pub async fn send(
     endpoint: &Arc<EndpointState>,
     request: Request<RequestBody>,
+    forwarding: &Forwarding<'_>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, (UpstreamError, Option<Request<RequestBody>>)> {
@@ -225,7 +226,7 @@ pub async fn send(
     let framing = request_framing(&parts, &body);
     let replayable = framing == RequestFraming::Empty && is_idempotent(&parts.method);
     while let Some(mut connection) = endpoint.pool().checkout() {
-        match exchange(&mut connection, &parts, &mut body, framing).await {
+        match exchange(&mut connection, &parts, forwarding, &mut body, framing).await {
             Ok(exchanged) => {
                 return Ok(response(endpoint, connection, exchanged, idle_timeout));
             }
@@ -238,7 +239,7 @@ pub async fn send(
         Ok(connection) => connection,
         Err(err) => return Err((err, Some(Request::from_parts(parts, body)))),
     };
-    match exchange(&mut connection, &parts, &mut body, framing).await {
+    match exchange(&mut connection, &parts, forwarding, &mut body, framing).await {
         Ok(exchanged) => Ok(response(endpoint, connection, exchanged, idle_timeout)),
         Err(failure) => Err((UpstreamError::Exchange(failure.error), None)),
     }
@@ -279,6 +280,7 @@ struct Failure {
 async fn exchange(
     connection: &mut Connection,
     parts: &Parts,
+    forwarding: &Forwarding<'_>,
     body: &mut RequestBody,
     framing: RequestFraming,
 ) -> Result<Exchanged, Failure> {
@@ -291,6 +293,7 @@ async fn exchange(
         target,
         &parts.headers,
         framing,
+        forwarding,
     );
     let Connection {
         stream,

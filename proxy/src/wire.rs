@@ -58,30 +58,173 @@ pub enum RequestFraming {
     Chunked,
 }
 
+/// What a forwarding hop says about the request it passes on: the headers
+/// it writes after the client's (RFC 7239 `Forwarded`, the `X-Forwarded-*`
+/// family, `X-Request-Id`), in place of any the client sent, except that
+/// earlier hops' `X-Forwarded-For` and `Forwarded` entries are kept in front.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The client's IP address as text.
+    pub client_ip: &'a [u8],
+    /// Whether that address is IPv6 (quoted and bracketed in `Forwarded`).
+    pub client_ipv6: bool,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    /// The host the client asked for; empty when it named none.
+    pub host: &'a HeaderValue,
+    /// The request's id.
+    pub request_id: &'a HeaderValue,
+    /// The request asks for a protocol upgrade: `Upgrade` is kept and
+    /// `Connection: upgrade` sent.
+    pub upgrade: bool,
+}
+
+/// What the request head writer does with a client header.
+enum Kind {
+    Keep,
+    /// One connection only (RFC 9110 §7.6.1): never forwarded.
+    HopByHop,
+    Upgrade,
+    /// Written anew from [`Forwarding`].
+    Replaced,
+    ForwardedFor,
+    Forwarded,
+}
+
+fn kind(name: &HeaderName) -> Kind {
+    match name.as_str() {
+        "connection"
+        | "keep-alive"
+        | "proxy-connection"
+        | "te"
+        | "trailer"
+        | "transfer-encoding"
+        | "proxy-authorization" => Kind::HopByHop,
+        "upgrade" => Kind::Upgrade,
+        "host" | "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => Kind::Replaced,
+        "x-forwarded-for" => Kind::ForwardedFor,
+        "forwarded" => Kind::Forwarded,
+        _ => Kind::Keep,
+    }
+}
+
 /// Writes the request line and headers of a request for `target` into
-/// `out`. `headers` are written as they are (hop-by-hop headers are
-/// removed before); `Transfer-Encoding: chunked` is added for
-/// [`RequestFraming::Chunked`].
+/// `out`: the client's end-to-end headers in their order, without hop-by-hop
+/// headers (nor those its `Connection` header names), then the forwarding
+/// headers, then `Transfer-Encoding: chunked` for [`RequestFraming::Chunked`].
+/// One pass over the headers; nothing is hashed.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
     framing: RequestFraming,
+    forwarding: &Forwarding<'_>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let connection = headers.get_all(http::header::CONNECTION);
+    let names_more = connection.iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| names_a_header(t.trim_ascii()))
+    });
+    let (mut prior_for, mut prior_forwarded) = (false, false);
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        match kind(name) {
+            Kind::Keep => {}
+            Kind::HopByHop | Kind::Replaced => continue,
+            Kind::Upgrade if !forwarding.upgrade => continue,
+            Kind::Upgrade => {
+                write_field(out, name.as_str().as_bytes(), value.as_bytes());
+                continue;
+            }
+            Kind::ForwardedFor => {
+                prior_for = true;
+                continue;
+            }
+            Kind::Forwarded => {
+                prior_forwarded = true;
+                continue;
+            }
+        }
+        if names_more
+            && connection.iter().any(|v| {
+                v.as_bytes().split(|b| *b == b',').any(|t| {
+                    t.trim_ascii()
+                        .eq_ignore_ascii_case(name.as_str().as_bytes())
+                })
+            })
+        {
+            continue;
+        }
+        write_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let host = forwarding.host.as_bytes();
+    if !host.is_empty() {
+        write_field(out, b"host", host);
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if prior_for {
+        for value in headers.get_all("x-forwarded-for") {
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(forwarding.client_ip);
+    out.extend_from_slice(b"\r\n");
+    let proto: &[u8] = if forwarding.tls { b"https" } else { b"http" };
+    write_field(out, b"x-forwarded-proto", proto);
+    if !host.is_empty() {
+        write_field(out, b"x-forwarded-host", host);
+    }
+    out.extend_from_slice(b"forwarded: ");
+    if prior_forwarded {
+        for value in headers.get_all(http::header::FORWARDED) {
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+    }
+    if forwarding.client_ipv6 {
+        out.extend_from_slice(b"for=\"[");
+        out.extend_from_slice(forwarding.client_ip);
+        out.extend_from_slice(b"]\"");
+    } else {
+        out.extend_from_slice(b"for=");
+        out.extend_from_slice(forwarding.client_ip);
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto);
+    // A host that would need escaping inside the quoted string is left out.
+    if !host.is_empty() && host.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(host);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"\r\n");
+    write_field(out, b"x-request-id", forwarding.request_id.as_bytes());
+    if forwarding.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
     }
     if framing == RequestFraming::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a `Connection` token names a header to drop beyond the fixed
+/// hop-by-hop set (which is dropped anyway). `close` counts: a field named
+/// `Close` is reserved (RFC 9110 §16.3.2.1) and goes as well.
+fn names_a_header(token: &[u8]) -> bool {
+    !token.is_empty() && !is_hop_by_hop(token)
+}
+
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -293,17 +436,18 @@ fn parse_into<const N: usize>(
 
 /// Headers that apply to one connection only (RFC 9110 §7.6.1).
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    let candidate: &[u8] = match name.len() {
+        2 => b"te",
+        7 if name[0].eq_ignore_ascii_case(&b'u') => b"upgrade",
+        7 => b"trailer",
+        10 if name[0].eq_ignore_ascii_case(&b'c') => b"connection",
+        10 => b"keep-alive",
+        16 => b"proxy-connection",
+        17 => b"transfer-encoding",
+        19 => b"proxy-authorization",
+        _ => return false,
+    };
+    name.eq_ignore_ascii_case(candidate)
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -539,29 +683,175 @@ mod tests {
         }
     }
 
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    /// The head written for a GET of `/` from `client` with `pairs`, as lines.
+    fn forwarded(client: &str, tls: bool, upgrade: bool, pairs: &[(&str, &str)]) -> Vec<String> {
+        let client: std::net::SocketAddr = client.parse().unwrap();
+        let ip = client.ip().to_string();
+        let host = HeaderValue::from_static("www.acme.test");
+        let id = HeaderValue::from_static("id-1");
+        let forwarding = Forwarding {
+            client_ip: ip.as_bytes(),
+            client_ipv6: client.is_ipv6(),
+            tls,
+            host: &host,
+            request_id: &id,
+            upgrade,
+        };
+        let mut out = Vec::new();
+        encode_request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &headers(pairs),
+            RequestFraming::Empty,
+            &forwarding,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        text.trim_end().split("\r\n").map(str::to_owned).collect()
+    }
+
     #[test]
     fn request_heads_carry_the_target_the_headers_and_chunked_framing() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("www.acme.test"));
-        headers.append("x-multi", HeaderValue::from_static("1"));
-        headers.append("x-multi", HeaderValue::from_static("2"));
+        let host = HeaderValue::from_static("www.acme.test");
+        let id = HeaderValue::from_static("id-1");
+        let forwarding = Forwarding {
+            client_ip: b"192.0.2.7",
+            client_ipv6: false,
+            tls: false,
+            host: &host,
+            request_id: &id,
+            upgrade: false,
+        };
         let mut out = Vec::new();
         encode_request_head(
             &mut out,
             &Method::POST,
             "/a/b?c=d",
-            &headers,
+            &headers(&[
+                ("host", "www.acme.test"),
+                ("x-multi", "1"),
+                ("x-multi", "2"),
+            ]),
             RequestFraming::Chunked,
+            &forwarding,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /a/b?c=d HTTP/1.1\r\nhost: www.acme.test\r\nx-multi: 1\r\nx-multi: 2\r\n\
-             transfer-encoding: chunked\r\n\r\n"
+            "POST /a/b?c=d HTTP/1.1\r\nx-multi: 1\r\nx-multi: 2\r\nhost: www.acme.test\r\n\
+             x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: www.acme.test\r\n\
+             forwarded: for=192.0.2.7;proto=http;host=\"www.acme.test\"\r\n\
+             x-request-id: id-1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         let mut size = [0u8; 18];
         assert_eq!(encode_chunk_size(&mut size, 0x1a2b), b"1a2b\r\n");
         assert_eq!(encode_chunk_size(&mut size, 1), b"1\r\n");
         assert_eq!(encode_chunk_size(&mut size, 16), b"10\r\n");
+    }
+
+    #[test]
+    fn forwarding_headers_name_the_client_once_per_hop() {
+        let lines = forwarded(
+            "[2001:db8::1]:443",
+            true,
+            false,
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-forwarded-for", "198.51.100.2"),
+                ("forwarded", "for=203.0.113.9"),
+                ("x-forwarded-proto", "ftp"),
+                ("x-request-id", "spoofed"),
+                ("host", "www.acme.test"),
+            ],
+        );
+        assert_eq!(
+            lines[1..],
+            [
+                "host: www.acme.test",
+                "x-forwarded-for: 203.0.113.9, 198.51.100.2, 2001:db8::1",
+                "x-forwarded-proto: https",
+                "x-forwarded-host: www.acme.test",
+                "forwarded: for=203.0.113.9, for=\"[2001:db8::1]\";proto=https;host=\"www.acme.test\"",
+                "x-request-id: id-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_not_forwarded() {
+        let lines = forwarded(
+            "192.0.2.7:5000",
+            false,
+            false,
+            &[
+                ("connection", "keep-alive, X-Secret , Upgrade"),
+                ("connection", "close"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-connection", "keep-alive"),
+                ("te", "trailers"),
+                ("trailer", "x-sum"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "websocket"),
+                ("proxy-authorization", "Basic eA=="),
+                ("x-secret", "1"),
+                ("close", "odd, but named"),
+                ("x-kept", "yes"),
+            ],
+        );
+        let names: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "x-kept",
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "forwarded",
+                "x-request-id"
+            ]
+        );
+
+        // An upgrade keeps `Upgrade` and says `Connection: upgrade` only.
+        let lines = forwarded(
+            "192.0.2.7:5000",
+            false,
+            true,
+            &[
+                ("connection", "Upgrade, x-secret"),
+                ("upgrade", "websocket"),
+                ("x-secret", "1"),
+                ("te", "trailers"),
+            ],
+        );
+        assert!(
+            lines.contains(&"upgrade: websocket".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"connection: upgrade".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("x-secret") || l.starts_with("te:"))
+        );
     }
 
     #[test]
