@@ -6,19 +6,28 @@
 //!
 //! A request takes the most recently used idle connection of its endpoint
 //! (or opens one within the route's connect timeout), and gives it back
-//! when the response body has been read to its end and the response
-//! allowed reuse — not before, since an HTTP/1.1 connection carries one
-//! exchange at a time. A connection whose exchange was cut short, whose
-//! response came before the request body was sent, or that switched
-//! protocols is never reused. An idle connection the upstream closed is
-//! noticed by its readiness on checkout (no system call unless something
-//! arrived) and by a sweep every second; idle connections past the route's
-//! idle timeout are closed on checkout or check-in (from the oldest end, so
-//! a request never scans the whole list) and by the sweep. A request whose
-//! pooled connection turns out closed before any byte of a response came
-//! back goes again on a new connection, if none of it reached the upstream,
-//! or if it is idempotent and has no body. Each endpoint has its own lock,
-//! held only to push or pop.
+//! when the response body has been read to its end — not before, since an
+//! HTTP/1.1 connection carries one exchange at a time — if the response
+//! allowed reuse and the whole request body went up. A response may come
+//! before the request body is all sent: the rest goes up while the response
+//! body is read. A connection whose exchange was cut short, whose request
+//! body was not all sent by the response's end, or that switched protocols
+//! is never reused. An idle connection the upstream closed is noticed by
+//! its readiness on checkout (no system call unless something arrived) and
+//! by a sweep every second; idle connections past the route's idle timeout
+//! are closed on checkout or check-in (from the oldest end, so a request
+//! never scans the whole list) and by the sweep. A request whose pooled
+//! connection turns out closed before any byte of a response came back
+//! goes again, once, on a new connection: if none of it was written, or if
+//! it is idempotent and has no body. Each endpoint has its own lock, held
+//! only to push or pop.
+//!
+//! Left to the readiness check: bytes an upstream sends after a complete
+//! response (a body on a response to HEAD, say) are seen at checkout only
+//! if the runtime has polled the kernel since they arrived; a connection
+//! that received them later would read them as the next response. Checking
+//! with a system call per request would close that window at the cost of
+//! one `recv` per request.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -32,10 +41,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::WriteHalf;
 use tokio::time::Instant;
 
 use crate::body::{BoxError, RequestBody};
@@ -46,6 +53,8 @@ use crate::wire::{self, Decoded, Decoder, Forwarding, RequestFraming, ResponseHe
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// Read buffer room asked for before each read of a response head.
 const HEAD_READ: usize = 8 * 1024;
+/// Read buffer capacity an idle pooled connection may keep.
+const IDLE_READ_CAPACITY: usize = 16 * 1024;
 
 /// Why a request could not be exchanged with an upstream.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +106,9 @@ pub enum ExchangeError {
     /// The request body could not be read from the client (or is too large).
     #[error("request body: {0}")]
     Body(#[source] BoxError),
+    /// The request body's length differs from its `Content-Length`.
+    #[error("request body length differs from its Content-Length")]
+    BodyLength,
 }
 
 /// An open connection to an upstream, with the bytes read past the last
@@ -225,12 +237,13 @@ pub async fn send(
     let (parts, mut body) = request.into_parts();
     let framing = request_framing(&parts, &body);
     let replayable = framing == RequestFraming::Empty && is_idempotent(&parts.method);
-    while let Some(mut connection) = endpoint.pool().checkout() {
+    if let Some(mut connection) = endpoint.pool().checkout() {
         match exchange(&mut connection, &parts, forwarding, &mut body, framing).await {
             Ok(exchanged) => {
                 return Ok(response(endpoint, connection, exchanged, idle_timeout));
             }
-            // Closed by the upstream while it sat in the pool: go again.
+            // Closed by the upstream while it sat in the pool: once, on a
+            // new connection, if the upstream cannot have acted on it.
             Err(failure) if failure.stale && (!failure.written || replayable) => {}
             Err(failure) => return Err((UpstreamError::Exchange(failure.error), None)),
         }
@@ -247,11 +260,18 @@ pub async fn send(
 
 fn request_framing(parts: &Parts, body: &RequestBody) -> RequestFraming {
     if body.is_end_stream() {
-        RequestFraming::Empty
-    } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-        RequestFraming::Length
-    } else {
-        RequestFraming::Chunked
+        return RequestFraming::Empty;
+    }
+    // The server that read the request has checked its length against the
+    // body; without one, the body goes chunked.
+    match parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(length) => RequestFraming::Length(length),
+        None => RequestFraming::Chunked,
     }
 }
 
@@ -262,10 +282,11 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// A response head, and whether the whole request was sent before it.
+/// A response head, and the rest of the request body when the response
+/// came before all of it was sent.
 struct Exchanged {
     head: ResponseHead,
-    request_sent: bool,
+    upload: Option<Box<(Upload, RequestBody)>>,
 }
 
 /// An exchange that failed: why, whether the connection was a pooled one
@@ -323,9 +344,7 @@ async fn exchange(
     if let Err(e) = stream.write_all(request_head).await {
         return Err(fail(e.into(), false, false));
     }
-    let (mut reader, mut writer) = stream.split();
-    let mut upload = pin!(upload(&mut writer, body, framing));
-    let mut request_sent = framing == RequestFraming::Empty;
+    let mut upload = Upload::new(framing);
     let mut received = false;
     loop {
         while !read.is_empty() {
@@ -334,80 +353,128 @@ async fn exchange(
                 Ok(Some(head))
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS => {}
-                Ok(Some(head)) => return Ok(Exchanged { head, request_sent }),
+                Ok(Some(head)) => {
+                    // A response before the whole body (a refusal, or an
+                    // upstream that streams back as it reads): the rest goes
+                    // up while the response body is read.
+                    let upload = (!upload.is_done())
+                        .then(|| Box::new((upload, std::mem::replace(body, RequestBody::Empty))));
+                    return Ok(Exchanged { head, upload });
+                }
                 Ok(None) => break,
                 Err(e) => return Err(fail(e.into(), true, true)),
             }
         }
         read.reserve(HEAD_READ);
-        // While the body goes up, a response may come early (a refusal, say):
-        // it is read, and the rest of the body is not sent.
-        let got = if request_sent {
-            reader.read_buf(read).await
-        } else {
-            tokio::select! {
-                biased;
-                got = reader.read_buf(read) => got,
-                sent = &mut upload => {
-                    if let Err(e) = sent {
-                        return Err(fail(e, true, received));
-                    }
-                    request_sent = true;
-                    continue;
-                }
+        let got = std::future::poll_fn(|cx| {
+            if !upload.is_done()
+                && let Poll::Ready(Err(e)) = upload.poll(body, stream, cx)
+            {
+                return Poll::Ready(Err(e));
             }
-        };
+            pin!(stream.read_buf(&mut *read))
+                .poll(cx)
+                .map_err(ExchangeError::Io)
+        })
+        .await;
         match got {
             Ok(0) => return Err(fail(ExchangeError::Closed, true, received)),
             Ok(_) => received = true,
-            Err(e) => return Err(fail(e.into(), true, received)),
+            Err(e) => return Err(fail(e, true, received)),
         }
     }
 }
 
-/// Sends the request body as framed.
-async fn upload(
-    writer: &mut WriteHalf<'_>,
-    body: &mut RequestBody,
+/// A request body on its way up, written as the socket takes it.
+#[derive(Debug)]
+struct Upload {
     framing: RequestFraming,
-) -> Result<(), ExchangeError> {
-    let chunked = framing == RequestFraming::Chunked;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ExchangeError::Body)?;
-        let frame = match frame.into_data() {
-            Ok(mut data) => {
-                if data.is_empty() {
-                    continue;
-                }
-                if chunked {
-                    let mut size = [0u8; 18];
-                    let line = wire::encode_chunk_size(&mut size, data.len());
-                    let mut framed = Buf::chain(line, data).chain(&b"\r\n"[..]);
-                    writer.write_all_buf(&mut framed).await?;
-                } else {
-                    writer.write_all_buf(&mut data).await?;
-                }
-                continue;
-            }
-            Err(frame) => frame,
-        };
-        if chunked && let Ok(trailers) = frame.into_trailers() {
-            let mut end = b"0\r\n".to_vec();
-            for (name, value) in &trailers {
-                end.extend_from_slice(name.as_str().as_bytes());
-                end.extend_from_slice(b": ");
-                end.extend_from_slice(value.as_bytes());
-                end.extend_from_slice(b"\r\n");
-            }
-            end.extend_from_slice(b"\r\n");
-            writer.write_all(&end).await?;
-            return Ok(());
+    /// Bytes framed and not yet written.
+    pending: Bytes,
+    /// Body bytes taken so far.
+    taken: u64,
+    /// The body has ended (its last framing may still be pending).
+    ended: bool,
+}
+
+impl Upload {
+    fn new(framing: RequestFraming) -> Self {
+        Self {
+            framing,
+            pending: Bytes::new(),
+            taken: 0,
+            ended: framing == RequestFraming::Empty,
         }
     }
-    if chunked {
-        writer.write_all(b"0\r\n\r\n").await?;
+
+    fn is_done(&self) -> bool {
+        self.ended && self.pending.is_empty()
     }
-    Ok(())
+
+    /// Writes what the socket takes of the body: ready once all of it is
+    /// written. A body longer or shorter than its declared length is an
+    /// error (the upstream would read the difference as another message).
+    fn poll(
+        &mut self,
+        body: &mut RequestBody,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ExchangeError>> {
+        use tokio::io::AsyncWrite;
+        loop {
+            while !self.pending.is_empty() {
+                match Pin::new(&mut *stream).poll_write(cx, &self.pending) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(ExchangeError::Io(ErrorKind::WriteZero.into())));
+                    }
+                    Poll::Ready(Ok(n)) => self.pending.advance(n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => None,
+                Poll::Ready(Some(Ok(frame))) => Some(frame),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(ExchangeError::Body(e))),
+            };
+            // Request trailers are not forwarded, as `Trailer` is not.
+            let data = frame.and_then(|f| f.into_data().ok());
+            match (data, self.framing) {
+                (Some(data), _) if data.is_empty() => {}
+                (Some(data), RequestFraming::Length(length)) => {
+                    self.taken += data.len() as u64;
+                    if self.taken > length {
+                        return Poll::Ready(Err(ExchangeError::BodyLength));
+                    }
+                    self.pending = data;
+                }
+                (Some(data), _) => {
+                    self.taken += data.len() as u64;
+                    let mut size = [0u8; 18];
+                    let line = wire::encode_chunk_size(&mut size, data.len());
+                    let mut framed = BytesMut::with_capacity(line.len() + data.len() + 2);
+                    framed.extend_from_slice(line);
+                    framed.extend_from_slice(&data);
+                    framed.extend_from_slice(b"\r\n");
+                    self.pending = framed.freeze();
+                }
+                (None, RequestFraming::Length(length)) => {
+                    if self.taken != length {
+                        return Poll::Ready(Err(ExchangeError::BodyLength));
+                    }
+                    self.ended = true;
+                }
+                (None, _) => {
+                    self.pending = Bytes::from_static(b"0\r\n\r\n");
+                    self.ended = true;
+                }
+            }
+        }
+    }
 }
 
 fn response(
@@ -416,12 +483,13 @@ fn response(
     exchanged: Exchanged,
     idle_timeout: Duration,
 ) -> Response<UpstreamBody> {
-    let Exchanged { head, request_sent } = exchanged;
+    let Exchanged { head, upload } = exchanged;
     let upgraded = head.status == StatusCode::SWITCHING_PROTOCOLS;
     let mut body = UpstreamBody {
         connection: Some(connection),
         decoder: Decoder::new(head.framing),
-        reusable: head.keep_alive && request_sent && !upgraded,
+        reusable: head.keep_alive && !upgraded,
+        upload,
         home: Some((Arc::clone(endpoint), idle_timeout)),
     };
     if !upgraded && body.decoder.is_done() {
@@ -461,6 +529,9 @@ pub struct UpstreamBody {
     connection: Option<Connection>,
     decoder: Decoder,
     reusable: bool,
+    /// The request body still going up, when the response came first
+    /// (rare: boxed, to keep the body small).
+    upload: Option<Box<(Upload, RequestBody)>>,
     home: Option<(Arc<EndpointState>, Duration)>,
 }
 
@@ -476,14 +547,38 @@ pub struct Upgraded {
 
 impl UpstreamBody {
     /// The body has ended: the connection goes back to the pool, if it may
-    /// carry another exchange and nothing unasked came after the body.
+    /// carry another exchange, the whole request went up, and nothing
+    /// unasked came after the body.
     fn finish(&mut self) {
-        if let (Some(connection), Some((endpoint, idle_timeout))) =
+        let uploaded = self.upload.take().is_none();
+        if let (Some(mut connection), Some((endpoint, idle_timeout))) =
             (self.connection.take(), self.home.take())
             && self.reusable
+            && uploaded
             && connection.read.is_empty()
         {
+            // A large body may have grown the buffer; idle, it stays small.
+            if connection.read.capacity() > IDLE_READ_CAPACITY {
+                connection.read = BytesMut::new();
+            }
             endpoint.pool().checkin(connection, idle_timeout);
+        }
+    }
+
+    /// Sends more of a request body the response came before; a failure
+    /// only means the connection is not reused.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        if let (Some(pending), Some(connection)) = (self.upload.as_mut(), self.connection.as_mut())
+        {
+            let (upload, body) = &mut **pending;
+            match upload.poll(body, &mut connection.stream, cx) {
+                Poll::Ready(Ok(())) => self.upload = None,
+                Poll::Ready(Err(_)) => {
+                    self.upload = None;
+                    self.reusable = false;
+                }
+                Poll::Pending => {}
+            }
         }
     }
 
@@ -498,6 +593,8 @@ impl UpstreamBody {
 
     fn fail(&mut self, error: impl Into<BoxError>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.connection = None;
+        self.upload = None;
+        self.decoder = Decoder::new(wire::Framing::Empty);
         Poll::Ready(Some(Err(error.into())))
     }
 }
@@ -511,6 +608,9 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if this.upload.is_some() {
+            this.poll_upload(cx);
+        }
         loop {
             let Some(connection) = this.connection.as_mut() else {
                 return Poll::Ready(None);

@@ -22,6 +22,8 @@ const MAX_HEADERS: usize = 100;
 const USUAL_HEADERS: usize = 32;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
+/// Chunk extension bytes accepted over one body.
+const MAX_EXTENSION_BYTES: u64 = 16 * 1024;
 
 /// A response the proxy cannot read as HTTP/1.1.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,7 @@ pub enum RequestFraming {
     Empty,
     /// The body's length is declared by the client's `Content-Length`,
     /// which is forwarded.
-    Length,
+    Length(u64),
     /// Unknown length: `Transfer-Encoding: chunked`.
     Chunked,
 }
@@ -277,6 +279,7 @@ struct Found {
     chunked_last: bool,
     length: Option<u64>,
     bad_length: bool,
+    any_length: bool,
 }
 
 /// Where a header's name and value lie in the head.
@@ -349,9 +352,13 @@ fn parse_into<const N: usize>(
         for header in headers {
             let name = header.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
-                match parse_length(header.value) {
-                    Some(n) if found.length.is_none_or(|m| m == n) => found.length = Some(n),
-                    _ => found.bad_length = true,
+                found.any_length = true;
+                // `5, 5` (a list of one value) is as good as `5`.
+                for item in header.value.split(|b| *b == b',') {
+                    match parse_length(item) {
+                        Some(n) if found.length.is_none_or(|m| m == n) => found.length = Some(n),
+                        _ => found.bad_length = true,
+                    }
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 found.transfer_encoding = true;
@@ -422,9 +429,10 @@ fn parse_into<const N: usize>(
     let keep_alive = !found.close
         && (version == Version::HTTP_11 || found.keep_alive_token)
         && framing != Framing::UntilClose
-        // Both framings at once is how requests are smuggled: use the
-        // connection for this response only.
-        && !(found.transfer_encoding && found.length.is_some());
+        // Both framings at once is how requests are smuggled, and chunked
+        // is not HTTP/1.0 (RFC 9112 §6.1): use the connection for this
+        // response only.
+        && !(found.transfer_encoding && (found.any_length || version == Version::HTTP_10));
     Ok(Some(ResponseHead {
         status,
         version,
@@ -477,6 +485,8 @@ pub enum Decoded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoder {
     state: State,
+    /// Chunk extension bytes read so far.
+    extension_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,7 +509,10 @@ impl Decoder {
             Framing::Chunked => State::ChunkSize,
             Framing::UntilClose => State::UntilClose,
         };
-        Self { state }
+        Self {
+            state,
+            extension_bytes: 0,
+        }
     }
 
     /// Whether the body has ended.
@@ -557,6 +570,18 @@ impl Decoder {
                         }
                         return Ok(Decoded::NeedMore);
                     };
+                    if end > MAX_CHUNK_LINE {
+                        return Err(WireError::Chunked("chunk-size line too long"));
+                    }
+                    let digits = buf[..end]
+                        .iter()
+                        .take_while(|b| b.is_ascii_hexdigit())
+                        .count();
+                    // All but the digits and the CR.
+                    self.extension_bytes += end.saturating_sub(digits + 1) as u64;
+                    if self.extension_bytes > MAX_EXTENSION_BYTES {
+                        return Err(WireError::Chunked("too many chunk extension bytes"));
+                    }
                     let size = parse_chunk_size(&buf[..end])?;
                     buf.advance(end + 1);
                     self.state = if size == 0 {
@@ -568,7 +593,6 @@ impl Decoder {
                 State::ChunkEnd => {
                     match (buf.first(), buf.get(1)) {
                         (None, _) | (Some(b'\r'), None) => return Ok(Decoded::NeedMore),
-                        (Some(b'\n'), _) => buf.advance(1),
                         (Some(b'\r'), Some(b'\n')) => buf.advance(2),
                         _ => return Err(WireError::Chunked("chunk not followed by CRLF")),
                     }
@@ -580,10 +604,13 @@ impl Decoder {
     }
 
     fn trailers(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
-        if buf.starts_with(b"\r\n") || buf.starts_with(b"\n") {
-            buf.advance(if buf[0] == b'\r' { 2 } else { 1 });
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
             self.state = State::Done;
             return Ok(Decoded::End);
+        }
+        if buf.len() < 2 {
+            return Ok(Decoded::NeedMore);
         }
         let mut raw = [httparse::EMPTY_HEADER; USUAL_HEADERS];
         match httparse::parse_headers(buf, &mut raw) {
@@ -627,13 +654,27 @@ impl Decoder {
     }
 }
 
+/// `chunk-size [ BWS ";" chunk-ext ] CRLF` (RFC 9112 §7.1), the line
+/// without its LF: hex digits first, CR last, no bare CR or control bytes
+/// in extensions.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+    let Some(line) = line.strip_suffix(b"\r") else {
+        return Err(WireError::Chunked("chunk-size line not ended by CRLF"));
+    };
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (digits, rest) = line.split_at(digits_end);
+    let rest = rest.trim_ascii_start();
+    if !(rest.is_empty()
+        || rest[0] == b';'
+            && rest
+                .iter()
+                .all(|b| *b == b'\t' || (b' '..=b'~').contains(b)))
+    {
+        return Err(WireError::Chunked("invalid chunk extension"));
+    }
     if digits.is_empty() || digits.len() > 15 {
         return Err(WireError::Chunked("invalid chunk size"));
     }
@@ -964,8 +1005,20 @@ mod tests {
                 "{bad}"
             );
         }
-        let (head, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n");
+        let (head, _) =
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n");
         assert_eq!(head.framing, Framing::Length(3));
+        let (head, _) =
+            parse("HTTP/1.1 200 OK\r\nContent-Length: abc\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(
+            !head.keep_alive,
+            "any length beside chunked ends the connection"
+        );
+        let (head, _) = parse(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(!head.keep_alive, "chunked in HTTP/1.0 ends the connection");
     }
 
     #[test]
@@ -1004,7 +1057,16 @@ mod tests {
         assert_eq!(data, b"abc");
         assert_eq!(trailers.unwrap()["x-sum"], "42");
 
-        for broken in [&b"zz\r\n"[..], b"3\r\nabcX\r\n", b"fffffffffffffffff\r\n"] {
+        for broken in [
+            &b"zz\r\n"[..],
+            b"3\r\nabcX\r\n",
+            b"fffffffffffffffff\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b" 3\r\nabc\r\n0\r\n\r\n",
+            b"3 x\r\nabc\r\n0\r\n\r\n",
+            b"3;a\rb\r\nabc\r\n0\r\n\r\n",
+        ] {
             assert!(
                 matches!(
                     body(Framing::Chunked, &[broken]),
@@ -1018,6 +1080,22 @@ mod tests {
             body(Framing::Chunked, &[b"3\r\nab"]),
             Err(WireError::Chunked(_))
         ));
+
+        let (data, _) = body(Framing::Chunked, &[b"3 ; a=b\r\nabc\r\n0\r\n\r\n"]).unwrap();
+        assert_eq!(data, b"abc", "whitespace before an extension is allowed");
+        let many = "1;x=0123456789\r\na\r\n".repeat(2000) + "0\r\n\r\n";
+        assert!(
+            matches!(
+                body(Framing::Chunked, &[many.as_bytes()]),
+                Err(WireError::Chunked(_))
+            ),
+            "extension bytes are capped per body"
+        );
+        let plain = "1\r\na\r\n".repeat(20_000) + "0\r\n\r\n";
+        assert_eq!(
+            body(Framing::Chunked, &[plain.as_bytes()]).unwrap().0.len(),
+            20_000
+        );
 
         let (data, _) = body(Framing::UntilClose, &[b"any", b"thing"]).unwrap();
         assert_eq!(data, b"anything");

@@ -159,6 +159,7 @@ async fn upgrade_requests_pass_through_both_ways() {
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
     for message in [&b"hello"[..], b"second frame"] {
         tcp.write_all(message).await.unwrap();
         let mut echo = vec![0u8; message.len()];

@@ -33,6 +33,9 @@ enum Act {
     /// Writes these bytes as soon as the head is read, without reading the
     /// body, then holds the connection open for a while.
     ReplyBeforeBody(Vec<u8>),
+    /// Writes a response head with the request's length as soon as the
+    /// request head is read, then echoes the body as it comes.
+    EchoAsItComes,
 }
 
 /// A request as the upstream read it: head text and decoded body.
@@ -68,10 +71,33 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                         head,
                         body: Vec::new(),
                     };
-                    if let Act::ReplyBeforeBody(bytes) = script(n, &request) {
-                        let _ = stream.write_all(&bytes).await;
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        return;
+                    match script(n, &request) {
+                        Act::ReplyBeforeBody(bytes) => {
+                            let _ = stream.write_all(&bytes).await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            return;
+                        }
+                        Act::EchoAsItComes => {
+                            let len: usize = header(&request.head, "content-length")
+                                .unwrap()
+                                .parse()
+                                .unwrap();
+                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+                            stream.write_all(head.as_bytes()).await.unwrap();
+                            let mut echoed = 0;
+                            while echoed < len {
+                                if buf.is_empty() && !fill(&mut stream, &mut buf).await {
+                                    return;
+                                }
+                                let take = buf.len().min(len - echoed);
+                                let piece: Vec<u8> = buf.drain(..take).collect();
+                                stream.write_all(&piece).await.unwrap();
+                                echoed += take;
+                            }
+                            log.lock().unwrap().push(request);
+                            continue;
+                        }
+                        _ => {}
                     }
                     request.body = read_body(&mut stream, &mut buf, &request.head).await;
                     let act = script(n, &request);
@@ -86,7 +112,7 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                             let _ = stream.write_all(&bytes).await;
                             return;
                         }
-                        Act::Close | Act::ReplyBeforeBody(_) => return,
+                        Act::Close | Act::ReplyBeforeBody(_) | Act::EchoAsItComes => return,
                     }
                 }
             });
@@ -384,9 +410,10 @@ async fn an_early_response_is_relayed_and_its_connection_is_not_reused() {
 #[tokio::test]
 async fn a_pooled_connection_closed_unanswered_is_retried_only_when_that_is_safe() {
     // Each connection answers its first request and closes on its second,
-    // as an upstream whose keep-alive timer fired just then.
-    let upstream = scripted(|n, _| {
-        if n == 0 {
+    // as an upstream whose keep-alive timer fired just then; `/die` is
+    // never answered.
+    let upstream = scripted(|n, seen| {
+        if n == 0 && !seen.head.starts_with("GET /die ") {
             Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
         } else {
             Act::Close
@@ -395,17 +422,83 @@ async fn a_pooled_connection_closed_unanswered_is_retried_only_when_that_is_safe
     .await;
     let (_f, proxy) = proxy_to(&upstream, "wire-stale").await;
     let c = client();
-    let got = get(&c, proxy.listen, HOST, "/one").await;
-    assert_eq!(got.status, 200);
+    let sent = |path: &str| {
+        let prefix = format!("{path} ");
+        upstream
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s.head
+                    .split_once(' ')
+                    .is_some_and(|(_, rest)| rest.starts_with(&prefix))
+            })
+            .count()
+    };
+    // Fill the pool with a few connections.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        let listen = proxy.listen;
+        burst.spawn(async move { get(&c, listen, HOST, "/warm").await.status });
+    }
+    assert!(burst.join_all().await.iter().all(|s| *s == 200));
+
+    let opened = upstream.accepted.load(Ordering::SeqCst);
     let got = get(&c, proxy.listen, HOST, "/two").await;
     assert_eq!(
         got.status, 200,
         "a GET goes again on a new connection: {got:?}"
     );
-    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(sent("/two"), 2);
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), opened + 1);
+
+    // Once, however many pooled connections there are.
+    let got = get(&c, proxy.listen, HOST, "/die").await;
+    assert_eq!(got.status, 502, "{got:?}");
+    assert_eq!(sent("/die"), 2, "sent on one pooled and one new connection");
+
     // A POST whose body reached the upstream is not sent twice.
     let got = send(&c, proxy.listen, HOST, "POST", "/three", b"once").await;
     assert_eq!(got.status, 502, "{got:?}");
-    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(sent("/three"), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_response_that_comes_before_the_body_gets_the_rest_of_it() {
+    let upstream = scripted(|_, _| Act::EchoAsItComes).await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-duplex").await;
+    let mut client = TcpStream::connect(proxy.listen).await.unwrap();
+    client
+        .write_all(
+            format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 10\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The response head comes back before any of the body is sent.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    client.write_all(b"0123456789").await.unwrap();
+    while !got.ends_with(b"0123456789") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("the body went up and came back")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    drop(client);
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1);
     proxy.shutdown().await;
 }
