@@ -395,8 +395,11 @@ fn parse_into<const N: usize>(
             // The chunked framing wins; the length must not reach the client.
             continue;
         }
-        let name = HeaderName::from_bytes(name_bytes)
-            .map_err(|_| WireError::Header(String::from_utf8_lossy(name_bytes).into()))?;
+        let name = match common_name(name_bytes) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(name_bytes)
+                .map_err(|_| WireError::Header(String::from_utf8_lossy(name_bytes).into()))?,
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
             .map_err(|_| WireError::Header(name.as_str().into()))?;
         headers.append(name, value);
@@ -440,6 +443,29 @@ fn parse_into<const N: usize>(
         framing,
         keep_alive,
     }))
+}
+
+/// The response header names servers send most, in the spellings they
+/// use, matched exactly: cheaper than the general lookup, which lowercases
+/// first.
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    use http::header;
+    Some(match name {
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Accept-Ranges" | b"accept-ranges" => header::ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Vary" | b"vary" => header::VARY,
+        b"Expires" | b"expires" => header::EXPIRES,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Location" | b"location" => header::LOCATION,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        _ => return None,
+    })
 }
 
 /// Headers that apply to one connection only (RFC 9110 §7.6.1).
@@ -1019,6 +1045,49 @@ mod tests {
             "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         assert!(!head.keep_alive, "chunked in HTTP/1.0 ends the connection");
+    }
+
+    #[test]
+    fn common_names_are_the_names_the_general_lookup_gives() {
+        for name in [
+            "Date",
+            "date",
+            "Server",
+            "server",
+            "Content-Type",
+            "content-type",
+            "Content-Length",
+            "content-length",
+            "Last-Modified",
+            "last-modified",
+            "ETag",
+            "etag",
+            "Accept-Ranges",
+            "accept-ranges",
+            "Cache-Control",
+            "cache-control",
+            "Vary",
+            "vary",
+            "Expires",
+            "expires",
+            "Set-Cookie",
+            "set-cookie",
+            "Location",
+            "location",
+            "Content-Encoding",
+            "content-encoding",
+        ] {
+            assert_eq!(
+                common_name(name.as_bytes()),
+                Some(HeaderName::from_bytes(name.as_bytes()).unwrap()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            common_name(b"DATE"),
+            None,
+            "other spellings take the general lookup"
+        );
     }
 
     #[test]
