@@ -346,6 +346,9 @@ async fn exchange(
     }
     let mut upload = Upload::new(framing);
     let mut received = false;
+    // The socket refused more of the body: an upstream that answers and
+    // closes without reading it. Its answer may still be on the way.
+    let mut refused: Option<std::io::Error> = None;
     loop {
         while !read.is_empty() {
             match wire::parse_response_head(read, &parts.method) {
@@ -353,12 +356,18 @@ async fn exchange(
                 Ok(Some(head))
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS => {}
-                Ok(Some(head)) => {
+                Ok(Some(mut head)) => {
                     // A response before the whole body (a refusal, or an
                     // upstream that streams back as it reads): the rest goes
                     // up while the response body is read.
-                    let upload = (!upload.is_done())
-                        .then(|| Box::new((upload, std::mem::replace(body, RequestBody::Empty))));
+                    let upload = if refused.is_some() {
+                        head.keep_alive = false;
+                        None
+                    } else {
+                        (!upload.is_done()).then(|| {
+                            Box::new((upload, std::mem::replace(body, RequestBody::Empty)))
+                        })
+                    };
                     return Ok(Exchanged { head, upload });
                 }
                 Ok(None) => break,
@@ -367,10 +376,14 @@ async fn exchange(
         }
         read.reserve(HEAD_READ);
         let got = std::future::poll_fn(|cx| {
-            if !upload.is_done()
-                && let Poll::Ready(Err(e)) = upload.poll(body, stream, cx)
-            {
-                return Poll::Ready(Err(e));
+            if refused.is_none() && !upload.is_done() {
+                match upload.poll(body, stream, cx) {
+                    Poll::Ready(Err(ExchangeError::Io(e))) => refused = Some(e),
+                    // The client's body failed: the upstream would wait for
+                    // the rest of it.
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) | Poll::Pending => {}
+                }
             }
             pin!(stream.read_buf(&mut *read))
                 .poll(cx)
@@ -378,7 +391,12 @@ async fn exchange(
         })
         .await;
         match got {
-            Ok(0) => return Err(fail(ExchangeError::Closed, true, received)),
+            Ok(0) => {
+                let error = refused
+                    .take()
+                    .map_or(ExchangeError::Closed, ExchangeError::Io);
+                return Err(fail(error, true, received));
+            }
             Ok(_) => received = true,
             Err(e) => return Err(fail(e, true, received)),
         }
@@ -450,6 +468,9 @@ impl Upload {
                     if self.taken > length {
                         return Poll::Ready(Err(ExchangeError::BodyLength));
                     }
+                    // Done at the declared length: the end of the client's
+                    // stream may come in a frame of its own, later.
+                    self.ended = self.taken == length;
                     self.pending = data;
                 }
                 (Some(data), _) => {
@@ -568,6 +589,7 @@ impl UpstreamBody {
     /// Sends more of a request body the response came before; a failure
     /// only means the connection is not reused.
     fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        use tokio::io::AsyncWrite;
         if let (Some(pending), Some(connection)) = (self.upload.as_mut(), self.connection.as_mut())
         {
             let (upload, body) = &mut **pending;
@@ -576,6 +598,9 @@ impl UpstreamBody {
                 Poll::Ready(Err(_)) => {
                     self.upload = None;
                     self.reusable = false;
+                    // The upstream must not wait for the rest of the body
+                    // (and so hold the response back): end our side.
+                    let _ = Pin::new(&mut connection.stream).poll_shutdown(cx);
                 }
                 Poll::Pending => {}
             }

@@ -40,6 +40,10 @@ pub enum WireError {
     /// `Content-Length` is not a number, or two differ.
     #[error("invalid or conflicting Content-Length")]
     ContentLength,
+    /// A transfer coding other than a lone `chunked`, which the proxy
+    /// would have to pass on undecoded without saying so.
+    #[error("unsupported Transfer-Encoding")]
+    TransferCoding,
     /// The chunked body framing is broken.
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
@@ -89,6 +93,10 @@ enum Kind {
     Upgrade,
     /// Written anew from [`Forwarding`].
     Replaced,
+    /// Written from the request's framing, never copied: a header the
+    /// client could drop (by naming it in `Connection`) must not decide
+    /// how the upstream reads the body.
+    ContentLength,
     ForwardedFor,
     Forwarded,
 }
@@ -104,6 +112,7 @@ fn kind(name: &HeaderName) -> Kind {
         | "proxy-authorization" => Kind::HopByHop,
         "upgrade" => Kind::Upgrade,
         "host" | "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => Kind::Replaced,
+        "content-length" => Kind::ContentLength,
         "x-forwarded-for" => Kind::ForwardedFor,
         "forwarded" => Kind::Forwarded,
         _ => Kind::Keep,
@@ -133,11 +142,15 @@ pub fn encode_request_head(
             .split(|b| *b == b',')
             .any(|t| names_a_header(t.trim_ascii()))
     });
-    let (mut prior_for, mut prior_forwarded) = (false, false);
+    let (mut prior_for, mut prior_forwarded, mut declared_length) = (false, false, false);
     for (name, value) in headers {
         match kind(name) {
             Kind::Keep => {}
             Kind::HopByHop | Kind::Replaced => continue,
+            Kind::ContentLength => {
+                declared_length = true;
+                continue;
+            }
             Kind::Upgrade if !forwarding.upgrade => continue,
             Kind::Upgrade => {
                 write_field(out, name.as_str().as_bytes(), value.as_bytes());
@@ -165,9 +178,8 @@ pub fn encode_request_head(
         write_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let host = forwarding.host.as_bytes();
-    if !host.is_empty() {
-        write_field(out, b"host", host);
-    }
+    // Sent even when empty (RFC 9112 §3.2): an HTTP/1.0 client may name none.
+    write_field(out, b"host", host);
     out.extend_from_slice(b"x-forwarded-for: ");
     if prior_for {
         for value in headers.get_all("x-forwarded-for") {
@@ -200,7 +212,11 @@ pub fn encode_request_head(
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(proto);
     // A host that would need escaping inside the quoted string is left out.
-    if !host.is_empty() && host.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
+    if !host.is_empty()
+        && host
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+    {
         out.extend_from_slice(b";host=\"");
         out.extend_from_slice(host);
         out.push(b'"');
@@ -210,10 +226,35 @@ pub fn encode_request_head(
     if forwarding.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
-    if framing == RequestFraming::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        RequestFraming::Length(length) => {
+            out.extend_from_slice(b"content-length: ");
+            write_decimal(out, length);
+            out.extend_from_slice(b"\r\n");
+        }
+        // A body declared empty stays declared (some upstreams want a
+        // length on every POST).
+        RequestFraming::Empty if declared_length => {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        RequestFraming::Empty => {}
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether a `Connection` token names a header to drop beyond the fixed
@@ -276,7 +317,9 @@ struct Found {
     close: bool,
     keep_alive_token: bool,
     transfer_encoding: bool,
+    /// `Transfer-Encoding` is exactly one `chunked`.
     chunked_last: bool,
+    transfer_encoding_seen: bool,
     length: Option<u64>,
     bad_length: bool,
     any_length: bool,
@@ -362,11 +405,9 @@ fn parse_into<const N: usize>(
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 found.transfer_encoding = true;
-                found.chunked_last = header
-                    .value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                found.chunked_last = !found.transfer_encoding_seen
+                    && header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                found.transfer_encoding_seen = true;
                 continue;
             }
             if is_hop_by_hop(name) && !(code == 101 && name.eq_ignore_ascii_case(b"upgrade")) {
@@ -419,11 +460,10 @@ fn parse_into<const N: usize>(
     let framing = if no_body {
         Framing::Empty
     } else if found.transfer_encoding {
-        if found.chunked_last {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
+        if !found.chunked_last {
+            return Err(WireError::TransferCoding);
         }
+        Framing::Chunked
     } else if let Some(n) = found.length {
         Framing::Length(n)
     } else {
@@ -639,7 +679,13 @@ impl Decoder {
             return Ok(Decoded::NeedMore);
         }
         let mut raw = [httparse::EMPTY_HEADER; USUAL_HEADERS];
-        match httparse::parse_headers(buf, &mut raw) {
+        let mut more;
+        let mut parsed = httparse::parse_headers(buf, &mut raw);
+        if let Err(httparse::Error::TooManyHeaders) = parsed {
+            more = Box::new([httparse::EMPTY_HEADER; MAX_HEADERS]);
+            parsed = httparse::parse_headers(buf, &mut *more);
+        }
+        match parsed {
             Ok(httparse::Status::Complete((len, fields))) => {
                 let mut trailers = HeaderMap::with_capacity(fields.len());
                 for field in fields {
@@ -692,7 +738,11 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
         .position(|b| !b.is_ascii_hexdigit())
         .unwrap_or(line.len());
     let (digits, rest) = line.split_at(digits_end);
-    let rest = rest.trim_ascii_start();
+    let blank = rest
+        .iter()
+        .take_while(|b| **b == b' ' || **b == b'\t')
+        .count();
+    let rest = &rest[blank..];
     if !(rest.is_empty()
         || rest[0] == b';'
             && rest
@@ -826,6 +876,71 @@ mod tests {
         assert_eq!(encode_chunk_size(&mut size, 0x1a2b), b"1a2b\r\n");
         assert_eq!(encode_chunk_size(&mut size, 1), b"1\r\n");
         assert_eq!(encode_chunk_size(&mut size, 16), b"10\r\n");
+    }
+
+    #[test]
+    fn the_body_length_comes_from_the_framing_not_the_clients_header() {
+        let host = HeaderValue::from_static("");
+        let id = HeaderValue::from_static("id-1");
+        let forwarding = Forwarding {
+            client_ip: b"192.0.2.7",
+            client_ipv6: false,
+            tls: false,
+            host: &host,
+            request_id: &id,
+            upgrade: false,
+        };
+        let encode = |pairs: &[(&str, &str)], framing| {
+            let mut out = Vec::new();
+            encode_request_head(
+                &mut out,
+                &Method::POST,
+                "/",
+                &headers(pairs),
+                framing,
+                &forwarding,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        // Naming Content-Length in Connection does not drop it: the body
+        // would be read as a request of its own.
+        let text = encode(
+            &[("connection", "content-length"), ("content-length", "36")],
+            RequestFraming::Length(36),
+        );
+        assert_eq!(text.matches("content-length: 36\r\n").count(), 1, "{text}");
+        let text = encode(&[("content-length", "0")], RequestFraming::Empty);
+        assert!(text.contains("content-length: 0\r\n"), "{text}");
+        let text = encode(&[], RequestFraming::Empty);
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(
+            text.contains("\r\nhost: \r\n"),
+            "an empty Host is still sent: {text}"
+        );
+        let text = encode(&[("content-length", "9")], RequestFraming::Chunked);
+        assert!(!text.contains("content-length") && text.contains("transfer-encoding: chunked"));
+
+        let odd = HeaderValue::from_static("a\\b.test");
+        let text = {
+            let mut out = Vec::new();
+            let forwarding = Forwarding {
+                host: &odd,
+                ..forwarding
+            };
+            encode_request_head(
+                &mut out,
+                &Method::GET,
+                "/",
+                &HeaderMap::new(),
+                RequestFraming::Empty,
+                &forwarding,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert!(
+            text.contains("forwarded: for=192.0.2.7;proto=http\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -987,10 +1102,27 @@ mod tests {
             let (head, _) = parse(&format!("HTTP/1.1 {status}\r\n\r\n"));
             assert_eq!(head.framing, Framing::Empty, "{status}");
         }
-        let (head, _) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        let (head, _) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(head.framing, Framing::Chunked);
         assert!(head.keep_alive);
         assert!(!head.headers.contains_key("transfer-encoding"));
+        // Other codings would reach the client still encoded, unannounced.
+        for coding in [
+            "gzip, chunked",
+            "gzip",
+            "chunked\r\nTransfer-Encoding: chunked",
+        ] {
+            let mut buf = BytesMut::from(
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n").as_bytes(),
+            );
+            assert!(
+                matches!(
+                    parse_response_head(&mut buf, &Method::GET),
+                    Err(WireError::TransferCoding)
+                ),
+                "{coding}"
+            );
+        }
 
         let (head, _) = parse("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(head.framing, Framing::UntilClose);
@@ -1135,6 +1267,9 @@ mod tests {
             b" 3\r\nabc\r\n0\r\n\r\n",
             b"3 x\r\nabc\r\n0\r\n\r\n",
             b"3;a\rb\r\nabc\r\n0\r\n\r\n",
+            b"3\r\r\nabc\r\n0\r\n\r\n",
+            b"3\x0c\r\nabc\r\n0\r\n\r\n",
+            b"3\r ;x\r\nabc\r\n0\r\n\r\n",
         ] {
             assert!(
                 matches!(
@@ -1159,6 +1294,17 @@ mod tests {
                 Err(WireError::Chunked(_))
             ),
             "extension bytes are capped per body"
+        );
+        let mut many_trailers = "1\r\na\r\n0\r\n".to_owned();
+        for i in 0..40 {
+            many_trailers.push_str(&format!("x-t{i}: {i}\r\n"));
+        }
+        many_trailers.push_str("\r\n");
+        let (_, trailers) = body(Framing::Chunked, &[many_trailers.as_bytes()]).unwrap();
+        assert_eq!(
+            trailers.unwrap().len(),
+            40,
+            "more trailer fields than the stack holds"
         );
         let plain = "1\r\na\r\n".repeat(20_000) + "0\r\n\r\n";
         assert_eq!(

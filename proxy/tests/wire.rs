@@ -33,6 +33,9 @@ enum Act {
     /// Writes these bytes as soon as the head is read, without reading the
     /// body, then holds the connection open for a while.
     ReplyBeforeBody(Vec<u8>),
+    /// Writes these bytes as soon as the head is read and closes, the body
+    /// unread.
+    RefuseAndClose(Vec<u8>),
     /// Writes a response head with the request's length as soon as the
     /// request head is read, then echoes the body as it comes.
     EchoAsItComes,
@@ -77,6 +80,11 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                             tokio::time::sleep(Duration::from_secs(2)).await;
                             return;
                         }
+                        Act::RefuseAndClose(bytes) => {
+                            log.lock().unwrap().push(request);
+                            let _ = stream.write_all(&bytes).await;
+                            return;
+                        }
                         Act::EchoAsItComes => {
                             let len: usize = header(&request.head, "content-length")
                                 .unwrap()
@@ -112,7 +120,10 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                             let _ = stream.write_all(&bytes).await;
                             return;
                         }
-                        Act::Close | Act::ReplyBeforeBody(_) | Act::EchoAsItComes => return,
+                        Act::Close
+                        | Act::ReplyBeforeBody(_)
+                        | Act::RefuseAndClose(_)
+                        | Act::EchoAsItComes => return,
                     }
                 }
             });
@@ -500,5 +511,63 @@ async fn a_response_that_comes_before_the_body_gets_the_rest_of_it() {
     }
     drop(client);
     assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusal_sent_before_closing_reaches_the_client() {
+    let upstream = scripted(|_, _| {
+        Act::RefuseAndClose(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!"
+                .to_vec(),
+        )
+    })
+    .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-refuse").await;
+    let c = client();
+    let body = vec![b'x'; 4 << 20];
+    for _ in 0..5 {
+        let got = send(&c, proxy.listen, HOST, "POST", "/upload", &body).await;
+        assert_eq!(got.status, 413, "{got:?}");
+        assert_eq!(got.body, "big!");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_length_the_client_names_in_connection_still_frames_the_body() {
+    let upstream =
+        scripted(|_, _| Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()))
+            .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-smuggle").await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut raw = TcpStream::connect(proxy.listen).await.unwrap();
+    raw.write_all(
+        format!(
+            "POST /front HTTP/1.1\r\nHost: {HOST}\r\nConnection: content-length\r\n\
+             Content-Length: {}\r\n\r\n{smuggled}",
+            smuggled.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
+    // One more request on the proxy's pooled connection, to be sure
+    // nothing is left in the upstream's view of it.
+    let got = get(&client(), proxy.listen, HOST, "/after").await;
+    assert_eq!(got.status, 200);
+    let seen = upstream.seen.lock().unwrap().clone();
+    let targets: Vec<&str> = seen
+        .iter()
+        .map(|s| s.head.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(targets, ["/front", "/after"], "{seen:#?}");
+    assert_eq!(seen[0].body, smuggled.as_bytes());
     proxy.shutdown().await;
 }
