@@ -839,18 +839,23 @@ mod tests {
         text.trim_end().split("\r\n").map(str::to_owned).collect()
     }
 
+    /// A plain-HTTP IPv4 client's forwarding, no upgrade.
+    fn plain_forwarding<'a>(host: &'a HeaderValue, id: &'a HeaderValue) -> Forwarding<'a> {
+        Forwarding {
+            client_ip: b"192.0.2.7",
+            client_ipv6: false,
+            tls: false,
+            host,
+            request_id: id,
+            upgrade: false,
+        }
+    }
+
     #[test]
     fn request_heads_carry_the_target_the_headers_and_chunked_framing() {
         let host = HeaderValue::from_static("www.acme.test");
         let id = HeaderValue::from_static("id-1");
-        let forwarding = Forwarding {
-            client_ip: b"192.0.2.7",
-            client_ipv6: false,
-            tls: false,
-            host: &host,
-            request_id: &id,
-            upgrade: false,
-        };
+        let forwarding = plain_forwarding(&host, &id);
         let mut out = Vec::new();
         encode_request_head(
             &mut out,
@@ -882,14 +887,7 @@ mod tests {
     fn the_body_length_comes_from_the_framing_not_the_clients_header() {
         let host = HeaderValue::from_static("");
         let id = HeaderValue::from_static("id-1");
-        let forwarding = Forwarding {
-            client_ip: b"192.0.2.7",
-            client_ipv6: false,
-            tls: false,
-            host: &host,
-            request_id: &id,
-            upgrade: false,
-        };
+        let forwarding = plain_forwarding(&host, &id);
         let encode = |pairs: &[(&str, &str)], framing| {
             let mut out = Vec::new();
             encode_request_head(
