@@ -85,6 +85,9 @@ pub enum ProxyError {
     Suspended,
     /// The request body is larger than the route allows.
     BodyTooLarge,
+    /// The request uses a transfer coding other than `chunked`, which the
+    /// upstream would receive still encoded, unannounced.
+    UnsupportedTransferCoding,
     /// No endpoint is healthy.
     NoHealthyUpstream,
     /// Connecting to the upstream failed.
@@ -122,6 +125,11 @@ impl ProxyError {
                 "body_too_large",
                 "the request body is too large",
             ),
+            Self::UnsupportedTransferCoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported_transfer_coding",
+                "only the chunked transfer coding is supported",
+            ),
             Self::NoHealthyUpstream => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_healthy_upstream",
@@ -153,7 +161,10 @@ impl ProxyError {
     /// Whose fault it was: `client`, `upstream` or `config`.
     pub fn fault(self) -> &'static str {
         match self {
-            Self::BadHost | Self::BodyTooLarge | Self::RateLimited => "client",
+            Self::BadHost
+            | Self::BodyTooLarge
+            | Self::UnsupportedTransferCoding
+            | Self::RateLimited => "client",
             Self::NoRoute | Self::NoRule | Self::Suspended => "config",
             Self::NoHealthyUpstream
             | Self::UpstreamConnect
@@ -326,6 +337,17 @@ impl Proxy {
         let route = Arc::clone(route);
         if route.https_redirect && !conn.tls {
             return Ok(redirect_to_https(host, req.uri(), &request_id));
+        }
+        if !transfer_coding_supported(req.headers()) {
+            return Ok(self.finish_local(
+                ProxyError::UnsupportedTransferCoding,
+                &request_id,
+                entry,
+                &route,
+                &req,
+                conn,
+                started,
+            ));
         }
         if let (Some(limit), Some(len)) =
             (route.max_request_body_bytes, content_length(req.headers()))
@@ -684,6 +706,20 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// No `Transfer-Encoding`, or exactly one `chunked` (RFC 9112 §6.1: a
+/// server answers 501 to a coding it does not understand).
+fn transfer_coding_supported(headers: &HeaderMap) -> bool {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(only), None) => only
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked"),
+        _ => false,
+    }
 }
 
 fn is_idempotent(method: &Method) -> bool {

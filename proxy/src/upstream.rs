@@ -237,10 +237,23 @@ pub async fn send(
     let (parts, mut body) = request.into_parts();
     let framing = request_framing(&parts, &body);
     let replayable = framing == RequestFraming::Empty && is_idempotent(&parts.method);
+    // An upstream may ignore a body where the method gives it no meaning,
+    // and read it as the next request: such a connection is not reused.
+    let reusable = framing == RequestFraming::Empty
+        || !matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+        );
     if let Some(mut connection) = endpoint.pool().checkout() {
         match exchange(&mut connection, &parts, forwarding, &mut body, framing).await {
             Ok(exchanged) => {
-                return Ok(response(endpoint, connection, exchanged, idle_timeout));
+                return Ok(response(
+                    endpoint,
+                    connection,
+                    exchanged,
+                    reusable,
+                    idle_timeout,
+                ));
             }
             // Closed by the upstream while it sat in the pool: once, on a
             // new connection, if the upstream cannot have acted on it.
@@ -253,7 +266,13 @@ pub async fn send(
         Err(err) => return Err((err, Some(Request::from_parts(parts, body)))),
     };
     match exchange(&mut connection, &parts, forwarding, &mut body, framing).await {
-        Ok(exchanged) => Ok(response(endpoint, connection, exchanged, idle_timeout)),
+        Ok(exchanged) => Ok(response(
+            endpoint,
+            connection,
+            exchanged,
+            reusable,
+            idle_timeout,
+        )),
         Err(failure) => Err((UpstreamError::Exchange(failure.error), None)),
     }
 }
@@ -421,7 +440,7 @@ impl Upload {
             framing,
             pending: Bytes::new(),
             taken: 0,
-            ended: framing == RequestFraming::Empty,
+            ended: matches!(framing, RequestFraming::Empty | RequestFraming::Length(0)),
         }
     }
 
@@ -502,6 +521,7 @@ fn response(
     endpoint: &Arc<EndpointState>,
     connection: Connection,
     exchanged: Exchanged,
+    reusable: bool,
     idle_timeout: Duration,
 ) -> Response<UpstreamBody> {
     let Exchanged { head, upload } = exchanged;
@@ -509,7 +529,8 @@ fn response(
     let mut body = UpstreamBody {
         connection: Some(connection),
         decoder: Decoder::new(head.framing),
-        reusable: head.keep_alive && !upgraded,
+        reusable: reusable && head.keep_alive && !upgraded,
+        upload_failed: false,
         upload,
         home: Some((Arc::clone(endpoint), idle_timeout)),
     };
@@ -550,6 +571,9 @@ pub struct UpstreamBody {
     connection: Option<Connection>,
     decoder: Decoder,
     reusable: bool,
+    /// Sending the rest of the request body failed: the upstream's close
+    /// that follows is not the end of a body read until close.
+    upload_failed: bool,
     /// The request body still going up, when the response came first
     /// (rare: boxed, to keep the body small).
     upload: Option<Box<(Upload, RequestBody)>>,
@@ -598,6 +622,7 @@ impl UpstreamBody {
                 Poll::Ready(Err(_)) => {
                     self.upload = None;
                     self.reusable = false;
+                    self.upload_failed = true;
                     // The upstream must not wait for the rest of the body
                     // (and so hold the response back): end our side.
                     let _ = Pin::new(&mut connection.stream).poll_shutdown(cx);
@@ -664,6 +689,9 @@ impl Body for UpstreamBody {
             match pin!(stream.read_buf(read)).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
+                    if this.upload_failed {
+                        return this.fail(ExchangeError::Closed);
+                    }
                     if let Err(e) = this.decoder.at_eof() {
                         return this.fail(e);
                     }

@@ -57,8 +57,8 @@ pub enum WireError {
 pub enum RequestFraming {
     /// No body follows the head.
     Empty,
-    /// The body's length is declared by the client's `Content-Length`,
-    /// which is forwarded.
+    /// The body's length is declared by the client's `Content-Length`;
+    /// the head says it in a `Content-Length` of its own.
     Length(u64),
     /// Unknown length: `Transfer-Encoding: chunked`.
     Chunked,
@@ -122,7 +122,10 @@ fn kind(name: &HeaderName) -> Kind {
 /// Writes the request line and headers of a request for `target` into
 /// `out`: the client's end-to-end headers in their order, without hop-by-hop
 /// headers (nor those its `Connection` header names), then the forwarding
-/// headers, then `Transfer-Encoding: chunked` for [`RequestFraming::Chunked`].
+/// headers, then the body's framing: `Content-Length` from
+/// [`RequestFraming::Length`] (or 0 for an empty body the client declared),
+/// `Transfer-Encoding: chunked` for [`RequestFraming::Chunked`]. The
+/// client's own `Content-Length` is never copied.
 /// One pass over the headers; nothing is hashed.
 pub fn encode_request_head(
     out: &mut Vec<u8>,

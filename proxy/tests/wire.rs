@@ -36,6 +36,9 @@ enum Act {
     /// Writes these bytes as soon as the head is read and closes, the body
     /// unread.
     RefuseAndClose(Vec<u8>),
+    /// Writes these bytes (a response without a length) as soon as the
+    /// head is read, then reads until the proxy closes its side, and closes.
+    StreamUntilClose(Vec<u8>),
     /// Writes a response head with the request's length as soon as the
     /// request head is read, then echoes the body as it comes.
     EchoAsItComes,
@@ -85,6 +88,12 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                             let _ = stream.write_all(&bytes).await;
                             return;
                         }
+                        Act::StreamUntilClose(bytes) => {
+                            log.lock().unwrap().push(request);
+                            let _ = stream.write_all(&bytes).await;
+                            while fill(&mut stream, &mut buf).await {}
+                            return;
+                        }
                         Act::EchoAsItComes => {
                             let len: usize = header(&request.head, "content-length")
                                 .unwrap()
@@ -123,6 +132,7 @@ async fn scripted(script: fn(usize, &Seen) -> Act) -> Scripted {
                         Act::Close
                         | Act::ReplyBeforeBody(_)
                         | Act::RefuseAndClose(_)
+                        | Act::StreamUntilClose(_)
                         | Act::EchoAsItComes => return,
                     }
                 }
@@ -207,8 +217,17 @@ async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, head: &str) -> Vec
 }
 
 async fn proxy_to(upstream: &Scripted, tag: &str) -> (Folder, veloflux_proxy::app::Running) {
+    proxy_to_with(upstream, tag, "").await
+}
+
+/// As [`proxy_to`], with `extra` spec lines on the route.
+async fn proxy_to_with(
+    upstream: &Scripted,
+    tag: &str,
+    extra: &str,
+) -> (Folder, veloflux_proxy::app::Running) {
     let route_yaml = format!(
-        "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: wire, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [wire.acme.test]\n  backends:\n    - {{name: w, address: \"{}\"}}\n",
+        "apiVersion: veloflux.io/v1alpha1\nkind: Route\nmetadata: {{name: wire, namespace: acme}}\nspec:\n  tenantRef: acme\n  hosts: [wire.acme.test]\n  backends:\n    - {{name: w, address: \"{}\"}}\n{extra}",
         upstream.addr
     );
     proxy_with_routes(tag, &route_yaml).await
@@ -569,5 +588,106 @@ async fn a_body_length_the_client_names_in_connection_still_frames_the_body() {
         .collect();
     assert_eq!(targets, ["/front", "/after"], "{seen:#?}");
     assert_eq!(seen[0].body, smuggled.as_bytes());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_response_read_until_close_is_not_complete_when_the_body_could_not_go_up() {
+    let upstream =
+        scripted(|_, _| Act::StreamUntilClose(b"HTTP/1.1 200 OK\r\n\r\npart1".to_vec())).await;
+    let (_f, proxy) = proxy_to_with(&upstream, "wire-cutup", "  maxRequestBodyBytes: 10\n").await;
+    let mut raw = TcpStream::connect(proxy.listen).await.unwrap();
+    raw.write_all(
+        format!(
+            "POST /c HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.windows(5).any(|w| w == b"part1") {
+        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    // Past the route's limit: the rest cannot go up.
+    raw.write_all(b"14\r\n01234567890123456789\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut got))
+        .await
+        .expect("the proxy ended the response")
+        .ok();
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the client must not see a complete response: {text:?}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_in_another_transfer_coding_is_refused_with_501() {
+    let upstream =
+        scripted(|_, _| Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()))
+            .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-coding").await;
+    for coding in ["gzip, chunked", "gzip\r\nTransfer-Encoding: chunked"] {
+        let mut raw = TcpStream::connect(proxy.listen).await.unwrap();
+        raw.write_all(
+            format!(
+                "POST /z HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: {coding}\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut reply = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&reply[..n]);
+        assert!(text.starts_with("HTTP/1.1 501"), "{coding}: {text}");
+        assert!(text.contains("unsupported_transfer_coding"), "{text}");
+    }
+    assert!(upstream.seen.lock().unwrap().is_empty());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_on_a_get_does_not_leave_its_connection_pooled() {
+    let upstream =
+        scripted(|_, _| Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()))
+            .await;
+    let (_f, proxy) = proxy_to(&upstream, "wire-getbody").await;
+    let c = client();
+    for _ in 0..2 {
+        let got = send(
+            &c,
+            proxy.listen,
+            HOST,
+            "GET",
+            "/g",
+            b"GET /x HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        assert_eq!(got.status, 200, "{got:?}");
+    }
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        2,
+        "an upstream that ignores GET bodies could read one as a request"
+    );
+    // Bodiless GETs share a connection as before.
+    for _ in 0..3 {
+        assert_eq!(get(&c, proxy.listen, HOST, "/plain").await.status, 200);
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 3);
     proxy.shutdown().await;
 }
