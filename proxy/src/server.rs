@@ -338,7 +338,12 @@ impl Proxy {
         if route.https_redirect && !conn.tls {
             return Ok(redirect_to_https(host, req.uri(), &request_id));
         }
-        if !transfer_coding_supported(req.headers()) {
+        // Only a body of no declared length can have come in a transfer
+        // coding: others skip the header lookup.
+        if !http_body::Body::is_end_stream(req.body())
+            && http_body::Body::size_hint(req.body()).exact().is_none()
+            && !transfer_coding_supported(req.headers())
+        {
             return Ok(self.finish_local(
                 ProxyError::UnsupportedTransferCoding,
                 &request_id,
