@@ -403,7 +403,8 @@ impl Proxy {
             upgrade,
         };
         let has_body = !http_body::Body::is_end_stream(&body);
-        let retryable = !has_body && is_idempotent(&method) && route.retry_attempts > 0;
+        let retryable =
+            !has_body && crate::upstream::is_idempotent(&method) && route.retry_attempts > 0;
         let body = if has_body {
             RequestBody::stream(
                 body,
@@ -727,21 +728,12 @@ fn transfer_coding_supported(headers: &HeaderMap) -> bool {
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| crate::wire::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade")))
 }
 
 /// Whether any error in `err`'s source chain satisfies `test`.

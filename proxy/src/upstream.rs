@@ -235,7 +235,7 @@ pub async fn send(
     idle_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, (UpstreamError, Option<Request<RequestBody>>)> {
     let (parts, mut body) = request.into_parts();
-    let framing = request_framing(&parts, &body);
+    let framing = request_framing(&body);
     let replayable = framing == RequestFraming::Empty && is_idempotent(&parts.method);
     // An upstream may ignore a body where the method gives it no meaning,
     // and read it as the next request: such a connection is not reused.
@@ -277,24 +277,20 @@ pub async fn send(
     }
 }
 
-fn request_framing(parts: &Parts, body: &RequestBody) -> RequestFraming {
+fn request_framing(body: &RequestBody) -> RequestFraming {
     if body.is_end_stream() {
         return RequestFraming::Empty;
     }
-    // The server that read the request has checked its length against the
-    // body; without one, the body goes chunked.
-    match parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-    {
+    // The length the server that read the request frames its body by (it
+    // has checked the client's Content-Length); without one, chunked.
+    match body.size_hint().exact() {
         Some(length) => RequestFraming::Length(length),
         None => RequestFraming::Chunked,
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
+/// Whether a method may be sent again without changing the outcome.
+pub fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE

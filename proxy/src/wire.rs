@@ -10,6 +10,8 @@
 //! connection after use; heads and trailer sections past
 //! [`MAX_RESPONSE_HEAD`] bytes are errors, not buffered.
 
+use std::io::Write as _;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -140,11 +142,9 @@ pub fn encode_request_head(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let connection = headers.get_all(http::header::CONNECTION);
-    let names_more = connection.iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| names_a_header(t.trim_ascii()))
-    });
+    let names_more = connection
+        .iter()
+        .any(|v| tokens(v.as_bytes()).any(names_a_header));
     let (mut prior_for, mut prior_forwarded, mut declared_length) = (false, false, false);
     for (name, value) in headers {
         match kind(name) {
@@ -170,10 +170,7 @@ pub fn encode_request_head(
         }
         if names_more
             && connection.iter().any(|v| {
-                v.as_bytes().split(|b| *b == b',').any(|t| {
-                    t.trim_ascii()
-                        .eq_ignore_ascii_case(name.as_str().as_bytes())
-                })
+                tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
             })
         {
             continue;
@@ -232,9 +229,8 @@ pub fn encode_request_head(
     match framing {
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         RequestFraming::Length(length) => {
-            out.extend_from_slice(b"content-length: ");
-            write_decimal(out, length);
-            out.extend_from_slice(b"\r\n");
+            // Formats into the buffer: no allocation.
+            let _ = write!(out, "content-length: {length}\r\n");
         }
         // A body declared empty stays declared (some upstreams want a
         // length on every POST).
@@ -246,18 +242,9 @@ pub fn encode_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+/// The comma-separated tokens of a field value (`Connection`, say), trimmed.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Whether a `Connection` token names a header to drop beyond the fixed
@@ -321,8 +308,7 @@ struct Found {
     keep_alive_token: bool,
     transfer_encoding: bool,
     /// `Transfer-Encoding` is exactly one `chunked`.
-    chunked_last: bool,
-    transfer_encoding_seen: bool,
+    chunked_only: bool,
     length: Option<u64>,
     bad_length: bool,
     any_length: bool,
@@ -382,13 +368,12 @@ fn parse_into<const N: usize>(
         let headers = &*response.headers;
         for header in headers {
             if header.name.eq_ignore_ascii_case("connection") {
-                for token in header.value.split(|b| *b == b',') {
-                    let token = token.trim_ascii();
+                for token in tokens(header.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         found.close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         found.keep_alive_token = true;
-                    } else if !token.is_empty() && !is_hop_by_hop(token) {
+                    } else if names_a_header(token) {
                         nominated.push(token);
                     }
                 }
@@ -407,10 +392,9 @@ fn parse_into<const N: usize>(
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                found.transfer_encoding = true;
-                found.chunked_last = !found.transfer_encoding_seen
+                found.chunked_only = !found.transfer_encoding
                     && header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-                found.transfer_encoding_seen = true;
+                found.transfer_encoding = true;
                 continue;
             }
             if is_hop_by_hop(name) && !(code == 101 && name.eq_ignore_ascii_case(b"upgrade")) {
@@ -463,7 +447,7 @@ fn parse_into<const N: usize>(
     let framing = if no_body {
         Framing::Empty
     } else if found.transfer_encoding {
-        if !found.chunked_last {
+        if !found.chunked_only {
             return Err(WireError::TransferCoding);
         }
         Framing::Chunked
