@@ -173,6 +173,8 @@ impl ProxyError {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
         let (status, code, message) = self.outward();
         let mut body = Vec::with_capacity(96);
@@ -544,23 +546,7 @@ impl Proxy {
                         );
                         return Ok(error.response(&request_id));
                     };
-                    tokio::spawn(async move {
-                        let _in_flight = in_flight;
-                        if let Ok(client) = client_upgrade.await {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream_stream = upstream.stream;
-                            if tokio::io::AsyncWriteExt::write_all(&mut client, &upstream.read)
-                                .await
-                                .is_ok()
-                            {
-                                let _ = tokio::io::copy_bidirectional(
-                                    &mut client,
-                                    &mut upstream_stream,
-                                )
-                                .await;
-                            }
-                        }
-                    });
+                    splice(client_upgrade, upstream, in_flight);
                     self.finish(
                         &route,
                         entry,
@@ -607,6 +593,8 @@ impl Proxy {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn local(
         &self,
         error: ProxyError,
@@ -637,6 +625,8 @@ impl Proxy {
         response
     }
 
+    #[cold]
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn finish_local(
         &self,
@@ -688,21 +678,42 @@ impl Proxy {
         route.metrics.count_status(status.as_u16());
         route.metrics.latency.observe(elapsed.as_secs_f64());
         if self.access_log {
-            info!(
-                tenant_id = &*entry.tenant,
-                route = &*route.id,
-                request_id = request_id.to_str().unwrap_or(""),
-                method = method.as_str(),
-                path = path.path(),
-                client = %conn.client.ip(),
-                upstream = upstream.unwrap_or(""),
-                status = status.as_u16(),
-                error = error.map_or("", |e| e.outward().1),
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-                "Request"
+            log_request(
+                route, entry, method, path, request_id, upstream, status, conn, elapsed, error,
             );
         }
     }
+}
+
+/// One access log line. Kept out of line: the formatting is large, and the
+/// request path stays compact in the instruction cache without it.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn log_request(
+    route: &RouteRuntime,
+    entry: &HostEntry,
+    method: &Method,
+    path: &PathAndQuery,
+    request_id: &HeaderValue,
+    upstream: Option<&str>,
+    status: StatusCode,
+    conn: ConnInfo,
+    elapsed: Duration,
+    error: Option<ProxyError>,
+) {
+    info!(
+        tenant_id = &*entry.tenant,
+        route = &*route.id,
+        request_id = request_id.to_str().unwrap_or(""),
+        method = method.as_str(),
+        path = path.path(),
+        client = %conn.client.ip(),
+        upstream = upstream.unwrap_or(""),
+        status = status.as_u16(),
+        error = error.map_or("", |e| e.outward().1),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "Request"
+    );
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -776,6 +787,31 @@ fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
+/// Relays bytes both ways between the client and the upstream once the
+/// client's side of a protocol switch is ready, in a task of its own.
+#[inline(never)]
+fn splice(
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    upstream: crate::upstream::Upgraded,
+    in_flight: crate::endpoint::InFlight,
+) {
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        if let Ok(client) = client_upgrade.await {
+            let mut client = TokioIo::new(client);
+            let mut upstream_stream = upstream.stream;
+            if tokio::io::AsyncWriteExt::write_all(&mut client, &upstream.read)
+                .await
+                .is_ok()
+            {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream_stream).await;
+            }
+        }
+    });
+}
+
+#[cold]
+#[inline(never)]
 fn redirect_to_https(host: &str, uri: &Uri, request_id: &HeaderValue) -> Response<ResponseBody> {
     let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let mut response = Response::new(ResponseBody::empty());
