@@ -25,6 +25,33 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// A client's request body as the server read it.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// A request without a body (what the HTTP/1 fast path serves).
+    Empty,
+    /// hyper's body for everything else.
+    Hyper(Incoming),
+}
+
+impl ClientBody {
+    /// Whether no body bytes can follow.
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    /// The body's length, when the request declared it.
+    pub fn exact_length(&self) -> Option<u64> {
+        match self {
+            Self::Empty => Some(0),
+            Self::Hyper(body) => body.size_hint().exact(),
+        }
+    }
+}
+
 /// A request body on its way upstream.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -62,12 +89,15 @@ impl Tally {
 
 impl RequestBody {
     /// Wraps a client body.
-    pub fn stream(inner: Incoming, limit: Option<u64>, counter: Option<Tally>) -> Self {
-        Self::Stream {
-            inner,
-            seen: 0,
-            limit: limit.unwrap_or(u64::MAX),
-            counter,
+    pub fn stream(inner: ClientBody, limit: Option<u64>, counter: Option<Tally>) -> Self {
+        match inner {
+            ClientBody::Empty => Self::Empty,
+            ClientBody::Hyper(inner) => Self::Stream {
+                inner,
+                seen: 0,
+                limit: limit.unwrap_or(u64::MAX),
+                counter,
+            },
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod endpoint;
 pub mod fleet;
+pub mod h1;
 pub mod health;
 pub mod listener;
 pub mod metrics;

@@ -7,19 +7,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::body::ClientBody;
+use crate::h1::{self, HEADER_READ_TIMEOUT, Prefixed, Served};
 use crate::server::{ConnInfo, MAX_HEADER_BYTES, Proxy};
 use crate::tls::TlsAcceptor;
-
-/// Time a client has to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection builder shared by listeners.
 fn builder() -> auto::Builder<TokioExecutor> {
@@ -36,6 +38,58 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
         .max_concurrent_streams(1024);
     builder
+}
+
+/// Serves an HTTP/1 connection on the fast path, then, if a request needs
+/// it, with hyper from where the fast path stopped. `watcher` keeps the
+/// drain waiting until the connection is done.
+async fn serve<I>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    proxy: Arc<Proxy>,
+    info: ConnInfo,
+    watcher: Watcher,
+    stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match h1::serve(io, Arc::clone(&proxy), info, stop).await {
+        Served::Closed => {}
+        Served::Handoff { io, read, served } => {
+            // After requests on the fast path the connection is HTTP/1's:
+            // a preface now is not the start of HTTP/2 (hyper's version
+            // detection would take it for one).
+            if served && read.starts_with(b"PRI * HTTP/2") {
+                let mut io = io;
+                let _ = tokio::io::AsyncWriteExt::write_all(
+                    &mut io,
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+                return;
+            }
+            serve_hyper(Prefixed::new(read, io), builder, proxy, info, watcher).await;
+        }
+    }
+}
+
+/// Serves a connection with hyper: HTTP/2, or HTTP/1 past a hand-off.
+async fn serve_hyper<I>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    proxy: Arc<Proxy>,
+    info: ConnInfo,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        Arc::clone(&proxy).handle(req.map(ClientBody::Hyper), info)
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(err) = watcher.watch(conn.into_owned()).await {
+        debug!(client = %info.client, error = %err, "Connection ended with an error");
+    }
 }
 
 /// Serves `listener` until `shutdown` turns true, then drains for up to `grace`.
@@ -64,28 +118,21 @@ pub async fn run(
                 let proxy = Arc::clone(&proxy);
                 let builder = Arc::clone(&builder);
                 let watcher = graceful.watcher();
+                let stop = shutdown.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let info = ConnInfo::new(client, tls.is_some());
-                    let service = service_fn(move |req| Arc::clone(&proxy).handle(req, info));
-                    let result = match tls {
-                        None => {
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
+                    match tls {
+                        None => serve(stream, &builder, proxy, info, watcher, stop).await,
                         Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => {
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
+                            Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                serve_hyper(stream, &builder, proxy, info, watcher).await;
                             }
+                            Ok(stream) => serve(stream, &builder, proxy, info, watcher, stop).await,
                             Err(err) => {
                                 debug!(client = %client, error = %err, "TLS handshake failed");
-                                return;
                             }
                         },
-                    };
-                    if let Err(err) = result {
-                        debug!(client = %client, error = %err, "Connection ended with an error");
                     }
                 });
             }

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use tracing::{info, warn};
 
 use crate::balancer::Tried;
 use crate::body::Tally;
-use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
+use crate::body::{BodyTooLarge, ClientBody, RequestBody, ResponseBody};
 use crate::metrics::Metrics;
 use crate::ratelimit::Decision;
 use crate::router::{HostEntry, RouteRuntime};
@@ -291,7 +290,7 @@ impl Proxy {
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         conn: ConnInfo,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
@@ -342,8 +341,8 @@ impl Proxy {
         }
         // Only a body of no declared length can have come in a transfer
         // coding: others skip the header lookup.
-        if !http_body::Body::is_end_stream(req.body())
-            && http_body::Body::size_hint(req.body()).exact().is_none()
+        if !req.body().is_end_stream()
+            && req.body().exact_length().is_none()
             && !transfer_coding_supported(req.headers())
         {
             return Ok(self.finish_local(
@@ -404,7 +403,7 @@ impl Proxy {
             request_id: &request_id,
             upgrade,
         };
-        let has_body = !http_body::Body::is_end_stream(&body);
+        let has_body = !body.is_end_stream();
         let retryable =
             !has_body && crate::upstream::is_idempotent(&method) && route.retry_attempts > 0;
         let body = if has_body {
@@ -600,7 +599,7 @@ impl Proxy {
         error: ProxyError,
         request_id: &HeaderValue,
         entry: Option<&HostEntry>,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         conn: ConnInfo,
         started: Instant,
     ) -> Response<ResponseBody> {
@@ -634,7 +633,7 @@ impl Proxy {
         request_id: &HeaderValue,
         entry: &HostEntry,
         route: &RouteRuntime,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         conn: ConnInfo,
         started: Instant,
     ) -> Response<ResponseBody> {
@@ -775,7 +774,7 @@ fn is_timeout(err: &crate::upstream::UpstreamError) -> bool {
         })
 }
 
-fn raw_host_value(req: &Request<Incoming>) -> HeaderValue {
+fn raw_host_value(req: &Request<ClientBody>) -> HeaderValue {
     req.headers()
         .get(header::HOST)
         .cloned()
