@@ -18,7 +18,7 @@
 //! share one write when the body is ready with its head.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,7 +33,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{ClientBody, ResponseBody};
-use crate::server::{ConnInfo, MAX_HEADER_BYTES, Proxy};
+use crate::server::{ConnInfo, MAX_HEADER_BYTES, Proxy, content_length};
+use crate::wire::{Span, write_field};
 
 /// Time a client has to send a request head, idle time before it included.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,24 +91,21 @@ where
         // arrived (the new bytes hold an empty line), never per read.
         let mut scanned = 0;
         let head = loop {
-            if read.len() > scanned && may_end_head(&read, scanned) {
-                match parse(&mut read) {
-                    Parsed::Request(head) => break head,
-                    Parsed::Partial if read.len() < MAX_HEADER_BYTES => {}
-                    Parsed::Partial | Parsed::Other => {
-                        return Served::Handoff {
-                            io,
-                            read: read.freeze(),
-                            served,
-                        };
-                    }
+            let parsed = if read.len() > scanned && may_end_head(&read, scanned) {
+                parse(&mut read)
+            } else {
+                Parsed::Partial
+            };
+            match parsed {
+                Parsed::Request(head) => break head,
+                Parsed::Partial if read.len() < MAX_HEADER_BYTES => {}
+                Parsed::Partial | Parsed::Other => {
+                    return Served::Handoff {
+                        io,
+                        read: read.freeze(),
+                        served,
+                    };
                 }
-            } else if read.len() >= MAX_HEADER_BYTES {
-                return Served::Handoff {
-                    io,
-                    read: read.freeze(),
-                    served,
-                };
             }
             scanned = read.len();
             if read.capacity() - read.len() < READ_CHUNK / 2 {
@@ -177,7 +175,7 @@ where
         };
         // Shutdown signalled while the request was handled: its answer says
         // the connection closes, so the client does not send another.
-        let keep_alive = keep_alive && !*stop.as_mut().shutting_down();
+        let keep_alive = keep_alive && !stop.shutting_down();
         let (parts, body) = response.into_parts();
         let kept = write_response(
             &mut io,
@@ -193,7 +191,7 @@ where
             },
         )
         .await;
-        if !kept || *stop.as_mut().shutting_down() {
+        if !kept || stop.shutting_down() {
             let _ = io.shutdown().await;
             return Served::Closed;
         }
@@ -221,35 +219,32 @@ fn may_end_head(read: &[u8], scanned: usize) -> bool {
     new.windows(2).any(|w| w == b"\n\n") || new.windows(4).any(|w| w == b"\r\n\r\n")
 }
 
-/// Ready once shutdown has been signalled (or its sender is gone).
+/// Ready once shutdown has been signalled (never if its sender is gone).
 struct Stopped {
     inner: Pin<Box<dyn Future<Output = ()> + Send>>,
     done: bool,
+    shutdown: watch::Receiver<bool>,
 }
 
-fn stopped(mut shutdown: watch::Receiver<bool>) -> Stopped {
+fn stopped(shutdown: watch::Receiver<bool>) -> Stopped {
+    let mut changes = shutdown.clone();
     Stopped {
         inner: Box::pin(async move {
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
+            while !*changes.borrow_and_update() {
+                if changes.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             }
         }),
         done: false,
+        shutdown,
     }
 }
 
 impl Stopped {
-    /// Whether shutdown was signalled, without waiting.
-    fn shutting_down(self: Pin<&mut Self>) -> &bool {
-        let this = self.get_mut();
-        if !this.done {
-            let waker = std::task::Waker::noop();
-            let mut cx = Context::from_waker(waker);
-            this.done = this.inner.as_mut().poll(&mut cx).is_ready();
-        }
-        &this.done
+    /// Whether shutdown has been signalled, without waiting.
+    fn shutting_down(&self) -> bool {
+        self.done || *self.shutdown.borrow()
     }
 }
 
@@ -292,7 +287,7 @@ enum Parsed {
 /// Parses the head at the start of `read`; on success it is split off.
 fn parse(read: &mut BytesMut) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
+    let mut spans = [Span::default(); MAX_FIELDS];
     let base = read.as_ptr() as usize;
     let (len, method, target, minor, count, keep_alive, trailers) = {
         let mut req = httparse::Request::new(&mut fields);
@@ -338,14 +333,7 @@ fn parse(read: &mut BytesMut) -> Parsed {
                 trailers |=
                     crate::wire::tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
             }
-            let name_at = field.name.as_ptr() as usize - base;
-            let value_at = field.value.as_ptr() as usize - base;
-            spans[count] = (
-                name_at,
-                name_at + name.len(),
-                value_at,
-                value_at + field.value.len(),
-            );
+            spans[count] = Span::of(field, base);
             count += 1;
         }
         let target_at = path.as_ptr() as usize - base;
@@ -365,11 +353,12 @@ fn parse(read: &mut BytesMut) -> Parsed {
         return unparse(read, &bytes);
     };
     let mut headers = HeaderMap::with_capacity(count);
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let Ok(name) = HeaderName::from_bytes(&bytes[name_start..name_end]) else {
+    for span in &spans[..count] {
+        let Ok(name) = HeaderName::from_bytes(&bytes[span.name.0..span.name.1]) else {
             return unparse(read, &bytes);
         };
-        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(value_start..value_end)) else {
+        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(span.value.0..span.value.1))
+        else {
             return unparse(read, &bytes);
         };
         headers.append(name, value);
@@ -444,33 +433,19 @@ where
     // RFC 9110 §8.6: no Content-Length on 1xx and 204.
     let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let bodiless = no_length || status == StatusCode::NOT_MODIFIED;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| {
-        std::str::from_utf8(v.as_bytes())
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    });
+    let declared = content_length(headers);
     let exact = body.size_hint().exact();
-    let mut length_line = None;
-    let framing = if bodiless {
+    // The body's own length, written when the head has none; an empty body
+    // to HEAD says nothing of the resource's length.
+    let length_line = if bodiless || declared.is_some() {
+        None
+    } else {
+        exact.filter(|&n| !(head_only && n == 0))
+    };
+    let framing = if bodiless || head_only {
         Framing::None
-    } else if let Some(n) = declared {
-        if head_only {
-            Framing::None
-        } else {
-            Framing::Length(n)
-        }
-    } else if let Some(n) = exact {
-        // An empty body to HEAD says nothing of the resource's length.
-        if !(head_only && n == 0) {
-            length_line = Some(n);
-        }
-        if head_only {
-            Framing::None
-        } else {
-            Framing::Length(n)
-        }
-    } else if head_only {
-        Framing::None
+    } else if let Some(n) = declared.or(exact) {
+        Framing::Length(n)
     } else if version == Version::HTTP_11 {
         Framing::Chunked
     } else {
@@ -495,12 +470,10 @@ where
         {
             continue;
         }
-        write_field(out, name, value);
+        write_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if let Some(n) = length_line {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
-        out.extend_from_slice(b"\r\n");
+        let _ = write!(out, "content-length: {n}\r\n");
     }
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -584,7 +557,7 @@ where
                     if trailers {
                         for (name, value) in &fields {
                             if trailer_allowed(name) {
-                                write_field(out, name, value);
+                                write_field(out, name.as_str().as_bytes(), value.as_bytes());
                             }
                         }
                     }
@@ -603,13 +576,6 @@ where
         _ => {}
     }
     flush(io, out).await && keep_alive && framing != Framing::Close
-}
-
-fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a trailer field may be passed on: not one that frames, routes,
@@ -683,19 +649,6 @@ async fn write_data<I: AsyncWrite + Unpin>(io: &mut I, out: &mut Vec<u8>, data: 
     }
     out.clear();
     true
-}
-
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 /// The `Date` value, formatted once per second per thread.

@@ -715,7 +715,8 @@ fn log_request(
     );
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// A message's `Content-Length`, when it is one number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

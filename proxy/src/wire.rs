@@ -254,7 +254,8 @@ fn names_a_header(token: &[u8]) -> bool {
     !token.is_empty() && !is_hop_by_hop(token)
 }
 
-fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Writes one `name: value` line of a head.
+pub(crate) fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -316,9 +317,22 @@ struct Found {
 
 /// Where a header's name and value lie in the head.
 #[derive(Clone, Copy, Default)]
-struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+pub(crate) struct Span {
+    pub(crate) name: (usize, usize),
+    pub(crate) value: (usize, usize),
+}
+
+impl Span {
+    /// Where `field`'s name and value lie in the buffer that starts at
+    /// address `base` (the one httparse read them from).
+    pub(crate) fn of(field: &httparse::Header<'_>, base: usize) -> Self {
+        let name_at = field.name.as_ptr() as usize - base;
+        let value_at = field.value.as_ptr() as usize - base;
+        Self {
+            name: (name_at, name_at + field.name.len()),
+            value: (value_at, value_at + field.value.len()),
+        }
+    }
 }
 
 /// Parses the response head at the start of `buf`, taking it out of `buf`
@@ -403,12 +417,7 @@ fn parse_into<const N: usize>(
             if nominated.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 continue;
             }
-            let name_at = name.as_ptr() as usize - base;
-            let value_at = header.value.as_ptr() as usize - base;
-            spans[count] = Span {
-                name: (name_at, name_at + name.len()),
-                value: (value_at, value_at + header.value.len()),
-            };
+            spans[count] = Span::of(header, base);
             count += 1;
         }
         (len, code, minor, count, found)
