@@ -1,0 +1,3 @@
+//! `veloflux-api`: the control plane API server.
+
+fn main() {}
