@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-use crate::condition::{ConditionStatus, ConditionType, Reason};
+use crate::condition::{Condition, ConditionStatus, ConditionType, Reason};
 use crate::config::{
     BackendConfig, CertificateConfig, EndpointConfig, HealthCheckConfig, PlanConfig,
     RateLimitConfig, RetriesConfig, RouteConfig, RouteTlsConfig, RuleConfig, SCHEMA_VERSION,
@@ -153,6 +153,28 @@ pub struct ConditionOutcome {
     pub reason: Reason,
     /// Details for people.
     pub message: String,
+}
+
+impl ConditionOutcome {
+    /// This outcome as the status condition written on the object: the one
+    /// place an outcome's type, status and reason take their wire form.
+    /// `last_transition_time` (RFC 3339) and `observed_generation` are the
+    /// caller's to choose: the operator keeps the current condition's time
+    /// while its status holds; a folder, which keeps no status, reads now.
+    pub fn to_condition(
+        &self,
+        last_transition_time: &str,
+        observed_generation: Option<i64>,
+    ) -> Condition {
+        Condition {
+            type_: self.type_.as_str().to_owned(),
+            status: self.status,
+            reason: self.reason.as_str().to_owned(),
+            message: self.message.clone(),
+            last_transition_time: last_transition_time.to_owned(),
+            observed_generation,
+        }
+    }
 }
 
 /// The conditions to report on one object.

@@ -29,17 +29,10 @@ pub fn conditions(
             let type_ = o.type_.as_str();
             let previous = current.iter().find(|c| c.type_ == type_);
             let last_transition_time = match previous {
-                Some(p) if p.status == o.status => p.last_transition_time.clone(),
-                _ => now.to_owned(),
+                Some(p) if p.status == o.status => p.last_transition_time.as_str(),
+                _ => now,
             };
-            Condition {
-                type_: type_.to_owned(),
-                status: o.status,
-                reason: o.reason.as_str().to_owned(),
-                message: o.message.clone(),
-                last_transition_time,
-                observed_generation: generation,
-            }
+            o.to_condition(last_transition_time, generation)
         })
         .collect()
 }
