@@ -97,6 +97,65 @@ pub fn user(id: &str) -> String {
     format!("vf:user:{{{id}}}")
 }
 
+/// `vf:user:{id}:tenants`: the tenants a user belongs to and the role in
+/// each (the user-side copy of `vf:tenant:{t}:users`, for listing).
+pub fn user_tenants(id: &str) -> String {
+    format!("vf:user:{{{id}}}:tenants")
+}
+
+/// `vf:user:{id}:sessions`: the user's refresh-token families (a set), so
+/// every session of a person can be ended at once.
+pub fn user_sessions(id: &str) -> String {
+    format!("vf:user:{{{id}}}:sessions")
+}
+
+/// `vf:email:{digest}`: the user id owning an email address. `digest` is
+/// the hex SHA-256 of the normalised address, so no address can break out
+/// of the hash tag.
+pub fn email(digest: &str) -> String {
+    format!("vf:email:{{{digest}}}")
+}
+
+/// `vf:session:{family}`: one refresh-token family (a sign-in and its
+/// rotations): user, tenant, the current token's digest, the digests
+/// already used, expiry.
+pub fn session(family: &str) -> String {
+    format!("vf:session:{{{family}}}")
+}
+
+/// `vf:verify:{digest}`: a pending email verification (user id), by the
+/// digest of its token; expires with the token.
+pub fn email_verification(digest: &str) -> String {
+    format!("vf:verify:{{{digest}}}")
+}
+
+/// `vf:tenant:{t}:invite:<digest>`: one pending invitation (email, role,
+/// inviter), by the digest of its token; expires with the token.
+pub fn tenant_invitation(tenant: &str, digest: &str) -> String {
+    format!("vf:tenant:{{{tenant}}}:invite:{digest}")
+}
+
+/// `vf:tenant:{t}:invites`: the tenant's pending invitations (a sorted set
+/// of token digests by expiry, Unix ms).
+pub fn tenant_invitations(tenant: &str) -> String {
+    format!("vf:tenant:{{{tenant}}}:invites")
+}
+
+/// `vf:tenant:{t}:audit`: the tenant's audit log, a capped stream.
+pub fn tenant_audit(tenant: &str) -> String {
+    format!("vf:tenant:{{{tenant}}}:audit")
+}
+
+/// Approximate cap on a tenant's audit stream (`XADD MAXLEN ~`).
+pub const TENANT_AUDIT_MAXLEN: u64 = 10_000;
+
+/// `vf:throttle:{scope:key}:<window>`: attempts counted for one client
+/// address or account in one window, shared by every API replica. `key`
+/// is an address or an email digest, never a raw email.
+pub fn throttle(scope: &str, key: &str, window: u64) -> String {
+    format!("vf:throttle:{{{scope}:{key}}}:{window}")
+}
+
 /// Whether `id` is usable as a tenant or user id inside a key: a non-empty
 /// Kubernetes object name, which cannot break out of its hash tag.
 pub fn is_valid_id(id: &str) -> bool {
@@ -247,6 +306,14 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_one_user_share_a_cluster_slot() {
+        let slot = cluster_slot(&user("u-1"));
+        for key in [user_tenants("u-1"), user_sessions("u-1")] {
+            assert_eq!(cluster_slot(&key), slot, "{key}");
+        }
+    }
+
+    #[test]
     fn all_keys_of_one_tenant_share_a_cluster_slot() {
         for id in ["acme", "globex", "a.b-c", "t0"] {
             let slot = cluster_slot(&config(id));
@@ -256,6 +323,9 @@ mod tests {
                 tenant_billing(id),
                 tenant_deployment(id),
                 rate_limit(id, "r:acme/web", "10.0.0.1"),
+                tenant_invitation(id, "ab12"),
+                tenant_invitations(id),
+                tenant_audit(id),
             ] {
                 assert_eq!(cluster_slot(&key), slot, "{key}");
             }

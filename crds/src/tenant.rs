@@ -158,6 +158,38 @@ pub enum TenantRole {
     Viewer,
 }
 
+impl TenantRole {
+    /// Every role, most powerful first.
+    pub const ALL: [TenantRole; 3] = [Self::Owner, Self::Member, Self::Viewer];
+
+    /// The wire form (`owner`, `member`, `viewer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// The role named `name` in its wire form.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// Whether this role may do what `needed` may: owner ⊇ member ⊇ viewer.
+    pub fn includes(self, needed: TenantRole) -> bool {
+        self.rank() >= needed.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Member => 2,
+            Self::Viewer => 1,
+        }
+    }
+}
+
 /// A key within a Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

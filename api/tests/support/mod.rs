@@ -1,0 +1,379 @@
+//! A whole API for a test: a real `redis-server` on a free port, a manifest
+//! folder with a plan (or a given directory), a signing-key folder, an
+//! outbox the API delivers messages into, and the API serving on loopback;
+//! plus a small HTTP client and sign-up helpers.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser as _;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use veloflux_api::app::Running;
+use veloflux_api::config::Config;
+use veloflux_api::directory::Directory;
+use veloflux_store::testing::RedisServer;
+
+/// The plan sign-ups land on in tests.
+pub const PLAN_YAML: &str = "apiVersion: veloflux.io/v1alpha1
+kind: Plan
+metadata:
+  name: free
+spec:
+  limits:
+    requestsPerMinute: 6000
+    burst: 1000
+    maxRoutes: 2
+    maxBackendsPerRoute: 2
+    maxDomains: 3
+  features:
+    staticBackends: true
+";
+
+/// A fresh folder under the system's temporary folder.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "vf-api-{name}-{}-{}",
+        std::process::id(),
+        veloflux_api::auth::random_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Bytes,
+}
+
+impl Reply {
+    /// The problem type's slug (`invalid`, `not-found`, …).
+    pub fn problem(&self) -> &str {
+        self.body["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or_default()
+    }
+
+    /// The fields named by a problem.
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A small HTTP/1.1 client.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends a request with a raw body.
+    pub async fn raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("answer within 30 s")
+            .expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+}
+
+/// A running API and what it runs on.
+pub struct Platform {
+    pub redis: RedisServer,
+    pub manifests: PathBuf,
+    pub keys: PathBuf,
+    pub outbox: PathBuf,
+    pub running: Option<Running>,
+    pub base: String,
+    pub admin: String,
+    pub http: HttpClient,
+    pub args: Vec<String>,
+}
+
+impl Platform {
+    /// An API on a manifest folder holding [`PLAN_YAML`].
+    pub async fn start() -> Self {
+        Self::start_with(&[], None).await
+    }
+
+    /// With extra flags, and optionally another directory than the folder.
+    pub async fn start_with(extra: &[&str], directory: Option<Arc<dyn Directory>>) -> Self {
+        let redis = RedisServer::start().await.expect("redis-server starts");
+        let manifests = temp_dir("manifests");
+        std::fs::write(manifests.join("plans.yaml"), PLAN_YAML).unwrap();
+        let keys = temp_dir("keys");
+        veloflux_api::auth::keys::generate(&keys).unwrap();
+        let outbox = temp_dir("outbox");
+        let mut args: Vec<String> = [
+            "veloflux-api",
+            "--redis",
+            &redis.url(),
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--signing-keys",
+            keys.to_str().unwrap(),
+            "--outbox",
+            outbox.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--allowed-parent-domain",
+            "customers.example",
+            "--log",
+            "warn",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let config = Config::try_parse_from(&args).expect("test flags parse");
+        config.validate().expect("test flags are valid");
+        let running = match directory {
+            Some(directory) => veloflux_api::app::start_with(&config, directory).await,
+            None => veloflux_api::app::start(&config).await,
+        }
+        .expect("API starts");
+        let base = format!("http://{}", running.api);
+        let admin = format!("http://{}", running.admin);
+        Self {
+            redis,
+            manifests,
+            keys,
+            outbox,
+            running: Some(running),
+            base,
+            admin,
+            http: HttpClient::default(),
+            args,
+        }
+    }
+
+    /// Stops the API (Redis and the folders stay until drop).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// A JSON call; `token` as a bearer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        let bytes = match &body {
+            Some(body) => {
+                headers.push(("content-type", "application/json"));
+                serde_json::to_vec(body).unwrap()
+            }
+            None => Vec::new(),
+        };
+        self.http
+            .raw(method, &format!("{}{path}", self.base), &headers, bytes)
+            .await
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    /// Every message delivered to `to` of `kind`, oldest first.
+    pub fn messages(&self, to: &str, kind: &str) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.outbox)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap())
+            .filter(|m| m["to"] == to && m["kind"] == kind)
+            .collect()
+    }
+
+    /// The token of the last message to `to` of `kind`.
+    pub fn last_token(&self, to: &str, kind: &str) -> String {
+        let messages = self.messages(to, kind);
+        let last = messages
+            .last()
+            .unwrap_or_else(|| panic!("no {kind} message to {to}"));
+        last["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs up `email` with tenant `tenant` claiming `domains`; returns the
+    /// token response (asserting 201).
+    pub async fn signup(&self, email: &str, tenant: &str, domains: &[&str]) -> Value {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/signup",
+                None,
+                Some(json!({
+                    "email": email,
+                    "password": "correct horse battery staple",
+                    "name": format!("Owner of {tenant}"),
+                    "tenant": {"id": tenant, "displayName": tenant.to_uppercase(), "domains": domains},
+                })),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "sign-up of {email}: {:?}",
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Confirms `email` with the token the outbox received.
+    pub async fn verify(&self, email: &str) {
+        let token = self.last_token(email, "verify-email");
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/verify-email",
+                None,
+                Some(json!({"token": token})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
+    }
+
+    /// Signs up and verifies; returns the access token.
+    pub async fn owner(&self, email: &str, tenant: &str, domains: &[&str]) -> String {
+        let tokens = self.signup(email, tenant, domains).await;
+        self.verify(email).await;
+        tokens["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in; returns the token response.
+    pub async fn login(&self, email: &str, password: &str, tenant: Option<&str>) -> Reply {
+        let mut body = json!({"email": email, "password": password});
+        if let Some(tenant) = tenant {
+            body["tenant"] = json!(tenant);
+        }
+        self.call(Method::POST, "/api/sessions", None, Some(body))
+            .await
+    }
+
+    /// Invites `email` into `tenant` as `role` and accepts as a new person;
+    /// returns the new member's token response.
+    pub async fn member(&self, owner_token: &str, tenant: &str, email: &str, role: &str) -> Value {
+        let reply = self
+            .call(
+                Method::POST,
+                &format!("/api/tenants/{tenant}/invitations"),
+                Some(owner_token),
+                Some(json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        let token = self.last_token(email, "invitation");
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/invitations/accept",
+                None,
+                Some(json!({"token": token, "name": email, "password": "correct horse battery staple"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        reply.body
+    }
+
+    /// A plain Redis command's output (redis-cli).
+    pub async fn redis_cmd(&self, args: &[&str]) -> String {
+        self.redis.command(args).await.unwrap()
+    }
+
+    /// The manifest folder's files, by name.
+    pub fn manifest_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.manifests)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for dir in [&self.manifests, &self.keys, &self.outbox] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A static route spec to `backend`.
+pub fn route_spec(host: &str, backend: &str) -> Value {
+    json!({
+        "hosts": [host],
+        "backends": [{"name": "web", "address": backend}],
+    })
+}
+
+/// The folder `path` exists and holds `name`.
+pub fn has_file(dir: &Path, name: &str) -> bool {
+    dir.join(name).is_file()
+}
