@@ -22,6 +22,8 @@ pub mod route;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(feature = "validation")]
+pub mod validation;
 pub mod yaml;
 
 pub use condition::{Condition, ConditionStatus, ConditionType, Reason};

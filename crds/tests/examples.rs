@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use veloflux_crds::{ConditionType, Manifests, crdgen};
+use veloflux_crds::{ConditionType, Manifests, validation};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,36 +34,12 @@ fn example_files() -> Vec<PathBuf> {
     files
 }
 
-/// The `openAPIV3Schema` of the VeloFlux CRD for `kind`.
-fn schema_for(kind: &str) -> Value {
-    let crd = crdgen::definitions()
-        .into_iter()
-        .find(|c| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
-    crdgen::schema(&crd).unwrap()
-}
-
-/// Problems the API server would report for `doc`: JSON Schema then CEL.
+/// Problems the API server would report for `doc`, as `field: message`.
 fn validate(doc: &Value) -> Vec<String> {
-    let kind = doc["kind"].as_str().unwrap();
-    let schema = schema_for(kind);
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .expect("CRD schema compiles");
-    let mut problems: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{}: {}", e.instance_path(), e))
-        .collect();
-    if let Err(errors) = kube::core::cel::Validator::new().validate(&schema, doc, None) {
-        problems.extend(
-            errors
-                .into_vec()
-                .into_iter()
-                .map(|e| format!("{}: {}", e.field_path, e.message)),
-        );
-    }
-    problems
+    validation::validate(doc)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn documents(path: &Path) -> Vec<Value> {
