@@ -4,7 +4,8 @@
 //! It serves list (label and field selectors, `limit`/`continue`), watch
 //! (replayed from a resourceVersion, then live), get, create, replace, JSON
 //! merge and server-side apply patches (of the object and of `/status`) and
-//! delete, with the API server's rules where tests lean on them:
+//! delete, each write also as a dry run (`?dryRun=All`), with the API
+//! server's rules where tests lean on them:
 //!
 //! - a create of a taken name is `409 AlreadyExists`; a write carrying a
 //!   stale `resourceVersion` is `409 Conflict`; a missing object `404
@@ -468,6 +469,20 @@ impl State {
         json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": items})
     }
 
+    /// Runs `write` as `?dryRun=All` does: answered in full, nothing kept,
+    /// nobody told.
+    fn dry_run<T>(&mut self, write: impl FnOnce(&mut Self) -> T) -> T {
+        let objects = self.objects.clone();
+        let (rv, uid, clock, logged) = (self.rv, self.uid, self.clock, self.log.len());
+        let watchers = std::mem::take(&mut self.watchers);
+        let result = write(self);
+        self.objects = objects;
+        (self.rv, self.uid, self.clock) = (rv, uid, clock);
+        self.log.truncate(logged);
+        self.watchers = watchers;
+        result
+    }
+
     fn watch(&mut self, target: &Target, query: &str) -> Response<FakeBody> {
         let since: u64 = query_param(query, "resourceVersion")
             .and_then(|rv| rv.parse().ok())
@@ -627,6 +642,43 @@ impl FakeApi {
             resource,
             namespace: target.namespace.clone().unwrap_or_default(),
         });
+        if watching && method == Method::GET && target.name.is_none() {
+            return state.watch(&target, query);
+        }
+        let request = Incoming {
+            method,
+            target: &target,
+            path,
+            query,
+            content_type,
+            body,
+        };
+        let result = if method != Method::GET && query_param(query, "dryRun").is_some() {
+            state.dry_run(|state| request.serve(state))
+        } else {
+            request.serve(&mut state)
+        };
+        match result {
+            Ok(value) => respond(StatusCode::OK, &value),
+            Err(failure) => respond(failure.code, &failure.body()),
+        }
+    }
+}
+
+/// One request, as [`FakeApi`] serves it once its path is parsed.
+struct Incoming<'a> {
+    method: &'a Method,
+    target: &'a Target,
+    path: &'a str,
+    query: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+}
+
+impl Incoming<'_> {
+    /// Serves every request but a watch.
+    fn serve(&self, state: &mut State) -> Result<Value, Failure> {
+        let target = self.target;
         let namespace = target.namespace.clone().unwrap_or_default();
         let key = |name: &str| {
             (
@@ -635,58 +687,44 @@ impl FakeApi {
                 name.to_owned(),
             )
         };
-        let result = match (method, &target.name) {
-            (&Method::GET, None) if watching => return state.watch(&target, query),
-            (&Method::GET, None) => Ok(state.list(&target, query)),
+        match (self.method, &target.name) {
+            (&Method::GET, None) => Ok(state.list(target, self.query)),
             (&Method::GET, Some(name)) => state
                 .objects
                 .get(&key(name))
                 .cloned()
                 .ok_or_else(|| Failure::not_found(target.resource(), target.group(), name)),
-            (&Method::POST, None) => match serde_json::from_slice::<Value>(body) {
+            (&Method::POST, None) => match serde_json::from_slice::<Value>(self.body) {
                 Ok(object) => state.create(&target.collection, &namespace, object, false),
                 Err(err) => Err(Failure::bad_request(err.to_string())),
             },
-            (&Method::PUT, Some(name)) => match serde_json::from_slice::<Value>(body) {
+            (&Method::PUT, Some(name)) => match serde_json::from_slice::<Value>(self.body) {
                 Ok(object) => {
                     let rv = object["metadata"]["resourceVersion"]
                         .as_str()
                         .map(str::to_owned);
-                    state.update(
-                        &key(name),
-                        |o| *o = object,
-                        Part::of(&target),
-                        rv.as_deref(),
-                    )
+                    state.update(&key(name), |o| *o = object, Part::of(target), rv.as_deref())
                 }
                 Err(err) => Err(Failure::bad_request(err.to_string())),
             },
-            (&Method::PATCH, Some(name)) => {
-                Self::patch(&mut state, &target, &key(name), content_type, body)
-            }
+            (&Method::PATCH, Some(name)) => self.patch(state, &key(name)),
             (&Method::DELETE, Some(name)) => state.delete(&key(name)),
-            _ => Err(Failure::method_not_allowed(format!("{method} {path}"))),
-        };
-        match result {
-            Ok(value) => respond(StatusCode::OK, &value),
-            Err(failure) => respond(failure.code, &failure.body()),
+            (method, _) => Err(Failure::method_not_allowed(format!(
+                "{method} {}",
+                self.path
+            ))),
         }
     }
 
     /// A merge or server-side apply patch; an apply of a missing object
     /// creates it.
-    fn patch(
-        state: &mut State,
-        target: &Target,
-        key: &Key,
-        content_type: &str,
-        body: &[u8],
-    ) -> Result<Value, Failure> {
+    fn patch(&self, state: &mut State, key: &Key) -> Result<Value, Failure> {
+        let (target, content_type) = (self.target, self.content_type);
         let apply = content_type.contains("apply-patch");
         if !apply && !content_type.contains("merge-patch") {
             return Err(Failure::unsupported_media_type(content_type));
         }
-        let mut patch = serde_json::from_slice::<Value>(body)
+        let mut patch = serde_json::from_slice::<Value>(self.body)
             .map_err(|err| Failure::bad_request(err.to_string()))?;
         if apply && !state.objects.contains_key(key) && Part::of(target) == Part::Main {
             return state.create(&key.0, &key.1, patch, false);

@@ -359,7 +359,7 @@ async fn a_tenant_with_a_finalizer_is_marked_on_delete_and_goes_with_the_finaliz
     let api = FakeApi::default();
     let tenants = tenants(&api);
     let mut acme = Tenant::test("acme", "pro");
-    acme.metadata.finalizers = Some(vec!["veloflux.io/config".into()]);
+    acme.metadata.finalizers = Some(vec!["veloflux.io/tenant-cleanup".into()]);
     tenants.create(&PostParams::default(), &acme).await.unwrap();
 
     let deleted = tenants
@@ -410,4 +410,33 @@ async fn creation_timestamps_follow_creation_order() {
         .creation_timestamp()
         .unwrap();
     assert!(b < a, "{b:?} is not before {a:?}");
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_in_full_and_keeps_nothing() {
+    let api = FakeApi::default();
+    let tenants = tenants(&api);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = tenants
+        .create(&dry_run, &Tenant::test("acme", "pro"))
+        .await
+        .unwrap();
+    assert_eq!(answered.metadata.generation, Some(1));
+    assert!(api.get(TENANTS, "", "acme").is_none());
+    let bad = Tenant::test("acme", "pro").with_domains(&["Not A Host"]);
+    assert_eq!(api_error(tenants.create(&dry_run, &bad).await).code, 422);
+
+    let created = tenants
+        .create(&PostParams::default(), &Tenant::test("acme", "pro"))
+        .await
+        .unwrap();
+    let status = api_error(tenants.create(&dry_run, &Tenant::test("acme", "pro")).await);
+    assert_eq!(status.reason, "AlreadyExists");
+    assert_eq!(
+        tenants.get("acme").await.unwrap().resource_version(),
+        created.resource_version()
+    );
 }
