@@ -120,5 +120,9 @@ pub trait Directory: Send + Sync + 'static {
     ) -> BoxFuture<'a, DirResult<Route>>;
 
     /// Deletes Route `namespace/name`.
-    fn delete_route<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, DirResult<()>>;
+    fn delete_route<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, DirResult<()>>;
 }
