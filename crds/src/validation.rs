@@ -1,7 +1,8 @@
 //! What the API server would say about a VeloFlux object before storing it:
 //! the generated CRD's structural schema (unknown `spec` fields, JSON Schema)
 //! then its CEL rules, with every problem reported at once and named by a
-//! kubectl-style field path (`spec.domains[0]`).
+//! kubectl-style field path (`spec.domains[0]`). `metadata.name` is checked
+//! as the API server checks every object's name.
 //!
 //! The four kinds' validators are compiled once per process, from the same
 //! [`crdgen::definitions`] that `make crds` writes, so a check here and the
@@ -92,7 +93,8 @@ fn validators() -> &'static BTreeMap<String, KindValidator> {
 
 impl KindValidator {
     fn validate(&self, object: &Value) -> Vec<FieldProblem> {
-        let mut problems = Vec::new();
+        let mut problems: Vec<FieldProblem> =
+            name_problem(&object["metadata"]).into_iter().collect();
         let pruned = prune(&self.schema, object, &mut Path::default(), &mut problems);
         problems.extend(
             self.json_schema
@@ -107,6 +109,35 @@ impl KindValidator {
         }
         problems
     }
+}
+
+/// The API server's check of `metadata.name`: present (or a `generateName`
+/// to make one from) and a lowercase RFC 1123 subdomain.
+fn name_problem(metadata: &Value) -> Option<FieldProblem> {
+    let field = "metadata.name".to_owned();
+    let Some(name) = metadata["name"].as_str().filter(|n| !n.is_empty()) else {
+        return metadata["generateName"].is_null().then(|| FieldProblem {
+            field,
+            message: "Required value: name or generateName is required".to_owned(),
+        });
+    };
+    let labels_ok = name.split('.').all(|label| {
+        let bytes = label.as_bytes();
+        bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    });
+    (name.len() > 253 || !labels_ok).then(|| FieldProblem {
+        field,
+        message: format!(
+            "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case \
+             alphanumeric characters, '-' or '.', and must start and end with an alphanumeric \
+             character (e.g. 'example.com', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ),
+    })
 }
 
 /// A field path being walked, with whether it lies under `spec`.
@@ -501,6 +532,27 @@ mod tests {
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_name_must_be_a_lowercase_subdomain() {
+        let mut object = tenant(json!({"planRef": "pro"}));
+        object["metadata"]["name"] = json!("Acme Corp");
+        let problems = validate(&object);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].field, "metadata.name");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("Invalid value: \"Acme Corp\": a lowercase RFC 1123 subdomain")
+        );
+        object["metadata"] = json!({});
+        assert_eq!(
+            validate(&object)[0].message,
+            "Required value: name or generateName is required"
+        );
+        object["metadata"] = json!({"generateName": "acme-"});
+        assert_eq!(validate(&object), []);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use support::*;
 use veloflux_crds::{DedicatedInstance, Plan, Route, Tenant};
+use veloflux_kube_fake::Call;
 use veloflux_operator::leader::Election;
 use veloflux_operator::metrics::Metrics;
 
@@ -26,7 +27,7 @@ fn rbac() -> Vec<Value> {
     serde_saphyr::from_multiple(&text).unwrap()
 }
 
-fn allows(rules: &Value, call: &fake_api::Call) -> bool {
+fn allows(rules: &Value, call: &Call) -> bool {
     let has = |list: &Value, item: &str| {
         list.as_array()
             .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(item)))
@@ -113,7 +114,7 @@ async fn the_operators_rbac_grants_exactly_what_it_uses() {
     );
     operator.stop();
 
-    let calls: BTreeSet<fake_api::Call> = api.calls().into_iter().collect();
+    let calls: BTreeSet<Call> = api.calls().into_iter().collect();
     let mut used_cluster = BTreeSet::new();
     for call in &calls {
         let by_cluster = allows(&cluster_role["rules"], call);

@@ -3,14 +3,12 @@
 
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod fake_api;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use fake_api::FakeApi;
 use serde_json::Value;
 use veloflux_crds::TenantConfig;
+pub use veloflux_kube_fake::FakeApi;
 use veloflux_operator::metrics::Metrics;
 use veloflux_operator::run::{Handle, Options, start};
 use veloflux_store::RedisOptions;
