@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MANIFESTS ?= examples/quickstart
 
-.PHONY: help build test lint fmt crds crds-check run bench e2e deploy ci
+.PHONY: help build test lint fmt crds crds-check run dev bench e2e deploy ci
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -31,12 +31,17 @@ crds-check: ## Fail when manifests/crds/ differs from what the types generate
 run: ## Run the standalone proxy on the quickstart manifests
 	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS) --demo-backends
 
+dev: ## Run the whole platform locally: redis-server, the proxy on a folder, the API writing into it
+	CARGO=$(CARGO) bash scripts/dev.sh
+
 bench: ## Run the benchmarks (nginx, haproxy, wrk, redis-server needed; see docs/BENCHMARKS.md)
 	bash bench/proxy-compare.sh 5 10
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 1
 	$(CARGO) bench -p veloflux-proxy --bench scale -- 10000 10
 	$(CARGO) bench -p veloflux-proxy --bench fleet -- 10000 1000
 	$(CARGO) bench -p veloflux-proxy --bench ratelimit -- 5 10
+	bash bench/api-compare.sh 3 10
+	$(CARGO) bench -p veloflux-api --bench auth
 
 e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG (skips without one)
 	bash e2e/run.sh
@@ -44,6 +49,7 @@ e2e: ## Run the end-to-end suite against the cluster in KUBECONFIG (skips withou
 deploy: ## Install the CRDs and the operator into the current kube context
 	kubectl apply --server-side -f manifests/crds/
 	kubectl apply -f manifests/operator/
+	kubectl apply -f manifests/api/
 
 ci: ## What CI runs: lint, CRD drift check, tests
 	bash .ci/run

@@ -227,10 +227,10 @@ pub async fn start_with(
     directory: Arc<dyn Directory>,
 ) -> anyhow::Result<Running> {
     use anyhow::Context as _;
-    let keys = SigningKeys::open(&config.signing_keys)?;
+    let keys = SigningKeys::open(config.signing_keys_dir())?;
     let passwords = Passwords::new(config.argon2_memory_kib, config.argon2_iterations)
         .map_err(|e| anyhow::anyhow!("argon2id parameters: {e}"))?;
-    let mut options = veloflux_store::RedisOptions::new(config.redis.clone());
+    let mut options = veloflux_store::RedisOptions::new(config.redis_url());
     options.ca_file.clone_from(&config.redis_ca);
     options.command_timeout = config.redis_timeout;
     let redis = options.client()?;

@@ -31,10 +31,10 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
     /// Redis URL of the product's store (`redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`).
-    #[arg(long, env = "VELOFLUX_REDIS", value_name = "URL")]
-    pub redis: String,
+    #[arg(long, env = "VELOFLUX_REDIS", value_name = "URL", global = true)]
+    pub redis: Option<String>,
     /// PEM bundle of the CAs that sign Redis's TLS certificate (`rediss://`; default: system roots).
-    #[arg(long, env = "VELOFLUX_REDIS_CA", value_name = "FILE")]
+    #[arg(long, env = "VELOFLUX_REDIS_CA", value_name = "FILE", global = true)]
     pub redis_ca: Option<PathBuf>,
     /// Per-command timeout for Redis.
     #[arg(long, env = "VELOFLUX_REDIS_TIMEOUT", default_value = "2s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
@@ -47,8 +47,8 @@ pub struct Config {
     /// file name without `.pem`). The greatest name signs; every key in the
     /// folder verifies, so a new key can be added before it signs and an old
     /// one removed once its tokens have expired. Re-read while running.
-    #[arg(long, env = "VELOFLUX_SIGNING_KEYS", value_name = "DIR")]
-    pub signing_keys: PathBuf,
+    #[arg(long, env = "VELOFLUX_SIGNING_KEYS", value_name = "DIR", global = true)]
+    pub signing_keys: Option<PathBuf>,
     /// How often the signing-key folder is read again.
     #[arg(long, env = "VELOFLUX_SIGNING_KEYS_POLL", default_value = "10s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub signing_keys_poll: Duration,
@@ -180,6 +180,9 @@ pub struct Config {
         value_name = "FILTER"
     )]
     pub log: String,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, env = "VELOFLUX_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "VELOFLUX_SHUTDOWN_GRACE", default_value = "10s", value_parser = veloflux_crds::duration::parse, value_name = "DURATION")]
     pub shutdown_grace: Duration,
@@ -206,8 +209,24 @@ pub enum Command {
 }
 
 impl Config {
+    /// The Redis URL (present once [`Config::validate`] passed).
+    pub fn redis_url(&self) -> &str {
+        self.redis.as_deref().unwrap_or_default()
+    }
+
+    /// The signing-key folder (present once [`Config::validate`] passed).
+    pub fn signing_keys_dir(&self) -> &std::path::Path {
+        self.signing_keys.as_deref().unwrap_or(std::path::Path::new("."))
+    }
+
     /// Checks what clap cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
+        if self.signing_keys.is_none() {
+            return Err("--signing-keys DIR (or VELOFLUX_SIGNING_KEYS) is required".into());
+        }
+        if self.redis.is_none() && !matches!(self.command, Some(Command::GenerateKey)) {
+            return Err("--redis URL (or VELOFLUX_REDIS) is required".into());
+        }
         if self.access_token_ttl < Duration::from_secs(30) {
             return Err("--access-token-ttl must be at least 30s".into());
         }

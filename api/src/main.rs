@@ -21,10 +21,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     match &config.command {
         Some(Command::GenerateKey) => {
-            let path = veloflux_api::auth::keys::generate(&config.signing_keys)?;
+            let path = veloflux_api::auth::keys::generate(config.signing_keys_dir())?;
             println!("{}", path.display());
             Ok(())
         }
@@ -66,7 +67,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn platform_admin(config: &Config, action: &str, email: &str) -> anyhow::Result<()> {
-    let mut options = veloflux_store::RedisOptions::new(config.redis.clone());
+    let mut options = veloflux_store::RedisOptions::new(config.redis_url());
     options.ca_file.clone_from(&config.redis_ca);
     options.command_timeout = config.redis_timeout;
     let client = options.client()?;
