@@ -231,6 +231,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %inner, "Internal error");
                 "internal error".to_owned()
             }
+            Self::Invalid(errors) if errors.len() == 1 && errors[0].field.is_empty() => {
+                errors[0].message.clone()
+            }
             Self::Invalid(errors) if errors.len() == 1 => {
                 format!("{}: {}", errors[0].field, errors[0].message)
             }
