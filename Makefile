@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MANIFESTS ?= examples/quickstart
 
-.PHONY: help build test lint fmt crds crds-check run dev bench e2e deploy ci
+.PHONY: help build test lint fmt crds crds-check openapi run dev bench e2e deploy ci
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ crds: ## Regenerate manifests/crds/ from the Rust types
 
 crds-check: ## Fail when manifests/crds/ differs from what the types generate
 	$(CARGO) run -q -p veloflux-crds --bin crdgen -- --check manifests/crds
+
+openapi: ## Regenerate api/openapi.json and the endpoint table of docs/API.md from the endpoint table
+	VELOFLUX_BLESS=1 $(CARGO) test -q -p veloflux-api --test openapi
 
 run: ## Run the standalone proxy on the quickstart manifests
 	$(CARGO) run -q -p veloflux-proxy -- --manifests $(MANIFESTS) --demo-backends

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// The body is not JSON, or not of the expected shape.
     #[error("malformed request body: {0}")]
     Malformed(String),
+    /// The path exists, but not with this method (the answer carries `Allow`).
+    #[error("this path does not take this method; see the Allow header")]
+    MethodNotAllowed,
     /// The request is well-formed but its values are not acceptable.
     #[error("invalid request")]
     Invalid(Vec<FieldError>),
@@ -139,6 +142,11 @@ impl ApiError {
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed", "Malformed request"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             Self::Invalid(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
@@ -222,6 +230,9 @@ impl IntoResponse for ApiError {
             Self::Internal(inner) => {
                 tracing::error!(error = %inner, "Internal error");
                 "internal error".to_owned()
+            }
+            Self::Invalid(errors) if errors.len() == 1 && errors[0].field.is_empty() => {
+                errors[0].message.clone()
             }
             Self::Invalid(errors) if errors.len() == 1 => {
                 format!("{}: {}", errors[0].field, errors[0].message)

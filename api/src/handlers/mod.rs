@@ -40,19 +40,24 @@ pub fn rfc3339(ms: u64) -> String {
 
 /// Field problems of a whole object as the API server would report them,
 /// with each field renamed from the object's terms to the request's
-/// (`rename`: the first matching prefix is replaced).
+/// (`rename`: the first matching prefix is replaced), in the field and
+/// where the server's message names it (`spec.domains[0] in body should
+/// match …`).
 pub fn schema_problems(object: &serde_json::Value, rename: &[(&str, &str)]) -> Vec<FieldError> {
     veloflux_crds::validation::validate(object)
         .into_iter()
         .map(|p| {
             let mut field = p.field;
+            let mut message = p.message;
             for (from, to) in rename {
                 if let Some(rest) = field.strip_prefix(from) {
-                    field = format!("{to}{rest}");
+                    let renamed = format!("{to}{rest}");
+                    message = message.replace(&field, &renamed);
+                    field = renamed;
                     break;
                 }
             }
-            FieldError::new(field, p.message)
+            FieldError::new(field, message)
         })
         .collect()
 }
@@ -115,7 +120,32 @@ pub async fn domain_problems(
 
 #[cfg(test)]
 mod tests {
-    use super::is_under;
+    use super::{is_under, schema_problems};
+
+    #[test]
+    fn schema_problems_speak_of_the_request_in_field_and_message() {
+        let tenant = serde_json::json!({
+            "apiVersion": "veloflux.io/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": "acme"},
+            "spec": {"planRef": "free", "domains": ["Not A Domain"], "namespaces": ["acme"]},
+        });
+        let problems = schema_problems(&tenant, &[("spec.domains", "tenant.domains")]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "tenant.domains[0]");
+        assert!(
+            problems[0]
+                .message
+                .contains("tenant.domains[0] in body should match"),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            !problems[0].message.contains("spec."),
+            "{}",
+            problems[0].message
+        );
+    }
 
     #[test]
     fn self_service_domains_must_lie_strictly_under_a_parent() {

@@ -129,14 +129,25 @@ async fn problems(
         problems.push(FieldError::new("tenant.id", problem));
     }
     let object = serde_json::to_value(tenant).map_err(|e| ApiError::Internal(e.to_string()))?;
-    problems.extend(super::schema_problems(
+    // The schema judges the Tenant the sign-up would write; its problems are
+    // told in the request's terms, and only for fields the checks above have
+    // not already explained (the schema's pattern for the owner, or for the
+    // name and namespace made of the id, says the same less plainly).
+    let schema = super::schema_problems(
         &object,
         &[
             ("spec.domains", "tenant.domains"),
             ("spec.displayName", "tenant.displayName"),
+            ("spec.owners[0]", "email"),
+            ("spec.namespaces[0]", "tenant.id"),
             ("metadata.name", "tenant.id"),
         ],
-    ));
+    );
+    for problem in schema {
+        if !problems.iter().any(|p| p.field == problem.field) {
+            problems.push(problem);
+        }
+    }
     if problems.is_empty() {
         problems.extend(
             super::domain_problems(app, &body.tenant.id, &body.tenant.domains, "tenant.domains")

@@ -178,3 +178,53 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET "/api/openapi.json", Public, "This API's OpenAPI 3.1 document",
         audit: None, throttled: false, request: None, response: None, success: 200, get(meta::openapi)),
 ];
+
+/// The endpoint table as Markdown (method, path, least role, summary): the
+/// table of `docs/API.md`, between its `endpoints:begin` / `endpoints:end`
+/// markers (a test keeps the two equal).
+pub fn markdown_table() -> String {
+    use std::fmt::Write as _;
+    let mut table = String::from("| Method | Path | Least role | Summary |\n|---|---|---|---|\n");
+    for endpoint in ENDPOINTS {
+        // Writing into a String cannot fail.
+        let _ = writeln!(
+            table,
+            "| `{}` | `{}` | {} | {} |",
+            endpoint.method_name(),
+            endpoint.path,
+            endpoint.access.describe(),
+            endpoint.summary.replace('|', "\\|"),
+        );
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ENDPOINTS, markdown_table};
+
+    #[test]
+    fn the_markdown_table_has_a_row_per_endpoint_naming_its_least_role() {
+        let table = markdown_table();
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(rows.len(), ENDPOINTS.len());
+        assert!(rows.contains(
+            &"| `DELETE` | `/api/tenants/{tenant}` | owner | Delete a tenant: its routing goes; people, audit and billing records stay |"
+        ));
+        assert!(rows.iter().all(|r| r.matches(" | ").count() == 3));
+    }
+
+    #[test]
+    fn every_endpoint_is_listed_once() {
+        for (i, a) in ENDPOINTS.iter().enumerate() {
+            for b in &ENDPOINTS[i + 1..] {
+                assert!(
+                    a.method != b.method || a.path != b.path,
+                    "{} {} is listed twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}

@@ -38,13 +38,8 @@ pub fn router(state: AppState) -> Router {
     }
     let mut router = router
         .fallback(|| async { ApiError::NotFound("endpoint").into_response() })
-        .method_not_allowed_fallback(|| async {
-            (
-                http::StatusCode::METHOD_NOT_ALLOWED,
-                ApiError::Malformed("method not allowed on this path".into()),
-            )
-                .into_response()
-        })
+        // axum adds the path's `Allow` header to this answer.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
     if !state.settings.cors_allow_origins.is_empty() {
         let origins: Vec<HeaderValue> = state

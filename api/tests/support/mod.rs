@@ -340,6 +340,38 @@ impl Platform {
         reply.body
     }
 
+    /// Grants `email` the platform-admin flag, as `veloflux-api
+    /// platform-admin grant EMAIL` does; it shows in their next sign-in.
+    pub async fn grant_platform_admin(&self, email: &str) {
+        let client = veloflux_store::testing::connected(&self.redis.url())
+            .await
+            .unwrap();
+        let people = veloflux_api::people::People::new(client);
+        let user = people.user_by_email(email).await.unwrap().unwrap();
+        people.set_platform_admin(&user.id, true).await.unwrap();
+    }
+
+    /// The user id behind an access token (`/api/me`).
+    pub async fn user_id(&self, token: &str) -> String {
+        let me = self.get("/api/me", token).await;
+        assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+        me.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Keys of the store matching `pattern`, sorted (from the RESP array
+    /// `KEYS` answers: the lines that are not `*n` or `$len` headers).
+    pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
+        let reply = self.redis_cmd(&["KEYS", pattern]).await;
+        assert!(reply.starts_with('*'), "KEYS {pattern}: {reply}");
+        let mut keys: Vec<String> = reply
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// A plain Redis command's output (redis-cli).
     pub async fn redis_cmd(&self, args: &[&str]) -> String {
         self.redis.command(args).await.unwrap()
@@ -371,6 +403,36 @@ pub fn route_spec(host: &str, backend: &str) -> Value {
         "hosts": [host],
         "backends": [{"name": "web", "address": backend}],
     })
+}
+
+/// Flags for tests that make many people: the cheapest argon2id the API
+/// accepts, throttles out of the way, tokens that outlive a slow run.
+pub const MANY_PEOPLE: &[&str] = &[
+    "--argon2-memory-kib",
+    "8192",
+    "--argon2-iterations",
+    "1",
+    "--throttle-per-address",
+    "100000",
+    "--throttle-per-account",
+    "100000",
+    "--access-token-ttl",
+    "1h",
+];
+
+/// Compares `actual` with the checked-in file at `path` (relative to the
+/// workspace root); with `VELOFLUX_BLESS=1` rewrites the file instead.
+pub fn golden(path: &str, actual: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    if std::env::var("VELOFLUX_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&file, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{path} is not what the code generates; run `make openapi` (VELOFLUX_BLESS=1) and review the diff"
+    );
 }
 
 /// The folder `path` exists and holds `name`.
