@@ -800,3 +800,56 @@ async fn the_audit_log_records_mutating_calls_newest_first_for_owners_only() {
         assert_eq!(bad.body["errors"][0]["message"], message, "{query}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_into_a_deleted_tenant_is_refused() {
+    let platform = Platform::start().await;
+    let ana = platform.owner("ana@acme.example", "acme", ACME).await;
+    let cy = platform.owner("cy@globex.example", "globex", GLOBEX).await;
+    for email in ["bo@acme.example", "cy@globex.example"] {
+        let invited = invite(&platform, &ana, "acme", email, "member").await;
+        assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
+    }
+    let deleted = platform
+        .call(Method::DELETE, "/api/tenants/acme", Some(&ana), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+
+    let new_person = accept(
+        &platform,
+        json!({"token": platform.last_token("bo@acme.example", "invitation"),
+               "name": "Bo", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        new_person.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        new_person.body
+    );
+    assert_eq!(new_person.body, spent_invitation());
+    let login = platform.login("bo@acme.example", PASSWORD, None).await;
+    assert_eq!(
+        login.status,
+        StatusCode::UNAUTHORIZED,
+        "no account was made"
+    );
+
+    let existing = accept(
+        &platform,
+        json!({"token": platform.last_token("cy@globex.example", "invitation"),
+               "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        existing.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        existing.body
+    );
+    assert_eq!(existing.body, spent_invitation());
+    assert_eq!(
+        me(&platform, &cy).await["tenants"],
+        json!([{"tenant": "globex", "role": "owner"}])
+    );
+}
