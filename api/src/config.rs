@@ -233,6 +233,14 @@ impl Config {
         if self.refresh_token_ttl <= self.access_token_ttl {
             return Err("--refresh-token-ttl must be longer than --access-token-ttl".into());
         }
+        // A zero interval would stop the key folder from ever being read
+        // again (tokio refuses it); zero lifetimes make tokens dead on issue.
+        if self.signing_keys_poll.is_zero() {
+            return Err("--signing-keys-poll must be longer than 0s".into());
+        }
+        if self.invitation_ttl.is_zero() || self.verification_ttl.is_zero() {
+            return Err("--invitation-ttl and --verification-ttl must be longer than 0s".into());
+        }
         if self.max_body_bytes < 1024 {
             return Err("--max-body-bytes must be at least 1024".into());
         }
@@ -265,5 +273,40 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Config;
+
+    fn validate(extra: &[&str]) -> Result<(), String> {
+        let mut args = vec![
+            "veloflux-api",
+            "--redis",
+            "redis://127.0.0.1",
+            "--signing-keys",
+            "keys",
+        ];
+        args.extend(extra);
+        Config::try_parse_from(args).unwrap().validate()
+    }
+
+    #[test]
+    fn zero_intervals_and_lifetimes_are_refused() {
+        assert_eq!(validate(&[]), Ok(()));
+        assert_eq!(
+            validate(&["--signing-keys-poll", "200ms", "--invitation-ttl", "1s"]),
+            Ok(())
+        );
+        for flag in [
+            "--signing-keys-poll",
+            "--invitation-ttl",
+            "--verification-ttl",
+        ] {
+            assert!(validate(&[flag, "0s"]).is_err(), "{flag} 0s");
+        }
     }
 }

@@ -257,6 +257,12 @@ async fn accept_inner(
     let invitation = invitations::peek(&app.redis, &body.token)
         .await?
         .ok_or_else(gone)?;
+    // A deleted tenant takes no one in: its invitations die with it.
+    match super::live_tenant(app, &invitation.tenant).await {
+        Ok(_) => {}
+        Err(ApiError::NotFound(_)) => return Err(gone()),
+        Err(error) => return Err(error),
+    }
     let user = match app.people.user_by_email(&invitation.email).await? {
         Some(user) => {
             let by_token = bearer_caller.is_some_and(|c| c.user == user.id);

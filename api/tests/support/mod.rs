@@ -439,3 +439,45 @@ pub fn golden(path: &str, actual: &str) {
 pub fn has_file(dir: &Path, name: &str) -> bool {
     dir.join(name).is_file()
 }
+
+/// The value of the sample `series` (`name{labels}` exactly as exposed) on
+/// the admin endpoint at `admin`; 0 while it has not been exposed yet.
+pub async fn metric(http: &HttpClient, admin: &str, series: &str) -> f64 {
+    let reply = http
+        .raw(Method::GET, &format!("{admin}/metrics"), &[], Vec::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&reply.raw).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// The decoded header and claims of a JWT (no signature check).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let mut decode = || {
+        let part = parts.next().expect("three parts");
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (decode(), decode())
+}
+
+/// Waits, if needed, until at least `needed` remains of the current
+/// throttle window (fixed windows of `auth::throttle::WINDOW`, counted from
+/// the Unix epoch), so a test's attempts all land in one window.
+pub async fn fresh_throttle_window(needed: Duration) {
+    let window = veloflux_api::auth::throttle::WINDOW.as_millis() as u64;
+    assert!(needed.as_millis() < u128::from(window) / 2);
+    let now = veloflux_api::auth::now_ms();
+    let left = window - now % window;
+    if u128::from(left) < needed.as_millis() {
+        tokio::time::sleep(Duration::from_millis(left + 50)).await;
+    }
+}
