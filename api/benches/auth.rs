@@ -27,6 +27,10 @@ fn per_op(label: &str, n: u32, mut op: impl FnMut()) -> Duration {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmark skipped: run it with `cargo bench`");
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("vf-bench-keys-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     generate(&dir).unwrap();
