@@ -216,7 +216,9 @@ impl Config {
 
     /// The signing-key folder (present once [`Config::validate`] passed).
     pub fn signing_keys_dir(&self) -> &std::path::Path {
-        self.signing_keys.as_deref().unwrap_or(std::path::Path::new("."))
+        self.signing_keys
+            .as_deref()
+            .unwrap_or(std::path::Path::new("."))
     }
 
     /// Checks what clap cannot: values that parse but make no sense.

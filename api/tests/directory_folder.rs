@@ -505,7 +505,7 @@ async fn routes_of_a_tenant_are_those_in_its_namespaces_oldest_first() {
 }
 
 #[tokio::test]
-async fn a_hand_edit_is_seen_by_the_next_read() {
+async fn a_hand_edit_is_seen_once_the_last_read_is_older_than_the_freshness_window() {
     let folder = TempFolder::new("hand-edit");
     folder.write("plans.yaml", PLANS);
     let directory = folder.directory();
@@ -514,6 +514,10 @@ async fn a_hand_edit_is_seen_by_the_next_read() {
         "tenants.yaml",
         "apiVersion: veloflux.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec: {planRef: pro}\n",
     );
+    tokio::time::sleep(Duration::from_millis(
+        veloflux_api::directory::folder::FRESH_MS + 50,
+    ))
+    .await;
     assert_eq!(
         directory
             .tenant("acme")
@@ -525,9 +529,17 @@ async fn a_hand_edit_is_seen_by_the_next_read() {
         "pro"
     );
     std::fs::remove_file(folder.path().join("tenants.yaml")).unwrap();
+    tokio::time::sleep(Duration::from_millis(
+        veloflux_api::directory::folder::FRESH_MS + 50,
+    ))
+    .await;
     assert!(directory.tenant("acme").await.unwrap().is_none());
     // A broken hand-written file makes the folder unreadable, with its name.
     folder.write("broken.yaml", "kind: [\n");
+    tokio::time::sleep(Duration::from_millis(
+        veloflux_api::directory::folder::FRESH_MS + 50,
+    ))
+    .await;
     match directory.tenants().await {
         Err(DirectoryError::Unavailable(message)) => {
             assert!(message.contains("broken.yaml"), "{message}");

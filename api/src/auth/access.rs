@@ -109,8 +109,8 @@ pub fn bearer(request: &http::request::Parts) -> Option<&str> {
 pub fn caller(app: &AppState, parts: &http::request::Parts) -> Option<Caller> {
     let claims = app.tokens.verify(bearer(parts)?)?;
     Some(Caller {
-        user: claims.sub,
-        tenant: claims.tenant_id,
+        user: claims.sub.clone(),
+        tenant: claims.tenant_id.clone(),
         role: claims.role,
         platform_admin: claims.platform_admin,
     })

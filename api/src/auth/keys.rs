@@ -49,6 +49,7 @@ pub enum KeyError {
 
 /// One loaded key set: who signs, who verifies, and the JWKS document.
 pub struct KeySet {
+    generation: u64,
     signing_kid: String,
     signing: EncodingKey,
     verifying: BTreeMap<String, DecodingKey>,
@@ -117,11 +118,17 @@ impl KeySet {
             .unwrap_or_default()
             .into();
         Ok(Self {
+            generation: 0,
             signing_kid: signing_kid.clone(),
             signing: EncodingKey::from_ed_der(signing_der),
             verifying,
             jwks,
         })
+    }
+
+    /// Counts changes of the key set: what a token was verified against.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The key id that signs.
@@ -173,8 +180,10 @@ impl SigningKeys {
 
     /// Reads the folder again; on failure the key set in use stays.
     pub fn reload(&self) -> Result<bool, KeyError> {
-        let set = KeySet::load(&self.dir)?;
-        let changed = set.kids() != self.current.load().kids();
+        let mut set = KeySet::load(&self.dir)?;
+        let current = self.current.load();
+        let changed = set.kids() != current.kids();
+        set.generation = current.generation + u64::from(changed);
         if changed {
             tracing::info!(signing = set.signing_kid(), keys = ?set.kids(), "Signing keys changed");
         }

@@ -3,7 +3,15 @@
 //! EdDSA with a key id the folder knows verifies: `alg: none`, HMAC with a
 //! published key, an edited payload, a wrong audience or issuer, an expired
 //! token all fail alike.
+//!
+//! Verified tokens are remembered (by their exact text, with the key set
+//! they were checked against) until they expire, so a client's repeated
+//! calls cost a hash lookup instead of an Ed25519 verification (~48 µs,
+//! docs/BENCHMARKS.md). Only tokens that verified are remembered, a hit
+//! needs the very same signature, and a change of the key set (a key
+//! removed) forgets them all.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +55,53 @@ pub struct Tokens {
     audience: String,
     ttl: Duration,
     validation: Arc<Validation>,
+    verified: Arc<Verified>,
+}
+
+const SHARDS: usize = 16;
+const SHARD_CAPACITY: usize = 4096;
+
+/// One shard: token text → its claims and the key-set generation.
+#[allow(
+    clippy::disallowed_types,
+    reason = "one of 16 shards; held for one map operation, never across an await"
+)]
+type Shard = std::sync::Mutex<HashMap<Box<str>, (Arc<Claims>, u64)>>;
+
+/// Tokens that verified, sharded by hash so concurrent requests rarely
+/// share a lock; a full shard is emptied (the next calls verify again).
+struct Verified {
+    hasher: foldhash::fast::RandomState,
+    shards: [Shard; SHARDS],
+}
+
+impl Verified {
+    fn new() -> Self {
+        Self {
+            hasher: foldhash::fast::RandomState::default(),
+            shards: std::array::from_fn(|_| Shard::new(HashMap::new())),
+        }
+    }
+
+    fn shard(&self, token: &str) -> &Shard {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        &self.shards[usize::try_from(hash % SHARDS as u64).unwrap_or(0)]
+    }
+
+    fn get(&self, token: &str, generation: u64, now: u64) -> Option<Arc<Claims>> {
+        let shard = self.shard(token).lock().ok()?;
+        let (claims, seen) = shard.get(token)?;
+        (*seen == generation && claims.exp > now).then(|| Arc::clone(claims))
+    }
+
+    fn put(&self, token: &str, generation: u64, claims: Arc<Claims>) {
+        if let Ok(mut shard) = self.shard(token).lock() {
+            if shard.len() >= SHARD_CAPACITY {
+                shard.clear();
+            }
+            shard.insert(token.into(), (claims, generation));
+        }
+    }
 }
 
 /// What a token is for.
@@ -73,6 +128,7 @@ impl Tokens {
             audience: audience.to_owned(),
             ttl,
             validation: Arc::new(validation),
+            verified: Arc::new(Verified::new()),
         }
     }
 
@@ -107,15 +163,24 @@ impl Tokens {
     }
 
     /// The claims of `token`, if it is one of ours and valid now.
-    pub fn verify(&self, token: &str) -> Option<Claims> {
+    pub fn verify(&self, token: &str) -> Option<Arc<Claims>> {
+        let keys = self.keys.current();
+        let now = crate::auth::now_ms() / 1000;
+        if let Some(claims) = self.verified.get(token, keys.generation(), now) {
+            return Some(claims);
+        }
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
             return None;
         }
-        let keys = self.keys.current();
         let key = keys.verifying_key(header.kid.as_deref()?)?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = Arc::new(
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+                .ok()?
+                .claims,
+        );
+        self.verified
+            .put(token, keys.generation(), Arc::clone(&claims));
+        Some(claims)
     }
 }

@@ -87,6 +87,9 @@ struct Inner {
     dir: PathBuf,
     /// The folder as last read.
     cache: ArcSwapOption<Folder>,
+    /// When the cached read's stamps were last confirmed (ms after `epoch`).
+    confirmed_ms: AtomicU64,
+    epoch: tokio::time::Instant,
     /// Numbers this process's temporary files.
     temp_seq: AtomicU64,
 }
@@ -155,6 +158,8 @@ impl FolderDirectory {
             inner: Arc::new(Inner {
                 dir,
                 cache: ArcSwapOption::empty(),
+                confirmed_ms: AtomicU64::new(0),
+                epoch: tokio::time::Instant::now(),
                 temp_seq: AtomicU64::new(0),
             }),
         })
@@ -165,8 +170,24 @@ impl FolderDirectory {
         &self.inner.dir
     }
 
-    /// The folder as it is now (cached while no file changed).
+    /// The folder as it is now (cached while no file changed). A read
+    /// confirmed within [`FRESH_MS`] is taken as it is, without a `stat` of
+    /// every file: under load, reads cost no file-system calls and no
+    /// blocking-pool hand-off, and an edit by hand is seen within
+    /// [`FRESH_MS`]. This API's own writes drop the cache, so they are seen
+    /// by the very next read.
     async fn folder(&self) -> DirResult<Arc<Folder>> {
+        if let Some(cached) = self.inner.cache.load_full()
+            && self.inner.elapsed_ms() < self.inner.confirmed_ms.load(Ordering::Acquire) + FRESH_MS
+        {
+            return Ok(cached);
+        }
+        self.folder_now().await
+    }
+
+    /// The folder as it is now, confirmed by a `stat` of every file: what
+    /// writes decide on (whether a name is taken, whose file an object is).
+    async fn folder_now(&self) -> DirResult<Arc<Folder>> {
         let inner = Arc::clone(&self.inner);
         blocking(move || inner.folder()).await
     }
@@ -224,20 +245,30 @@ impl FolderDirectory {
     }
 }
 
+/// How long a confirmed read of the folder is taken as current, in ms.
+pub const FRESH_MS: u64 = 200;
+
 impl Inner {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The folder as it is now: the cached read when every file's stamp is
     /// unchanged, else a fresh read.
     fn folder(&self) -> DirResult<Arc<Folder>> {
+        let checked = self.elapsed_ms();
         let stamps = stamps(&self.dir)?;
         if let Some(cached) = self.cache.load_full()
             && cached.stamps == stamps
         {
+            self.confirmed_ms.store(checked, Ordering::Release);
             return Ok(cached);
         }
         // Two reads racing past a change both parse; either result is
         // the folder as it is now.
         let folder = Arc::new(read_folder(&self.dir)?);
         self.cache.store(Some(Arc::clone(&folder)));
+        self.confirmed_ms.store(checked, Ordering::Release);
         Ok(folder)
     }
 
@@ -703,7 +734,7 @@ impl Directory for FolderDirectory {
             let name = tenant.metadata.name.as_deref().unwrap_or_default();
             check_name(TENANT, "name", name, 253, true)?;
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             if folder.tenant(name).is_some() {
                 return Err(DirectoryError::AlreadyExists {
                     kind: TENANT,
@@ -730,7 +761,7 @@ impl Directory for FolderDirectory {
     ) -> BoxFuture<'a, DirResult<Tenant>> {
         Box::pin(async move {
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             let current = folder.tenant(name).ok_or_else(|| not_found(TENANT, name))?;
             let file = tenant_file(name);
             folder.managed(TENANT, &current.metadata, &file)?;
@@ -748,7 +779,7 @@ impl Directory for FolderDirectory {
     fn delete_tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, DirResult<()>> {
         Box::pin(async move {
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             let tenant = folder.tenant(name).ok_or_else(|| not_found(TENANT, name))?;
             let file = tenant_file(name);
             folder.managed(TENANT, &tenant.metadata, &file)?;
@@ -799,7 +830,7 @@ impl Directory for FolderDirectory {
             check_name(ROUTE, "namespace", namespace, 63, false)?;
             check_name(ROUTE, "name", name, 253, true)?;
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             if folder.route(namespace, name).is_some() {
                 return Err(DirectoryError::AlreadyExists {
                     kind: ROUTE,
@@ -827,7 +858,7 @@ impl Directory for FolderDirectory {
     ) -> BoxFuture<'a, DirResult<Route>> {
         Box::pin(async move {
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             let current = folder
                 .route(namespace, name)
                 .ok_or_else(|| not_found(ROUTE, ObjectKey::new(namespace, name)))?;
@@ -851,7 +882,7 @@ impl Directory for FolderDirectory {
     ) -> BoxFuture<'a, DirResult<()>> {
         Box::pin(async move {
             let _writing = WRITES.lock().await;
-            let folder = self.folder().await?;
+            let folder = self.folder_now().await?;
             let current = folder
                 .route(namespace, name)
                 .ok_or_else(|| not_found(ROUTE, ObjectKey::new(namespace, name)))?;
