@@ -79,23 +79,43 @@ async fn creating_a_tenant_creates_its_namespace_and_the_tenant_object() {
 }
 
 #[tokio::test]
-async fn an_existing_namespace_is_used_as_it_is() {
+async fn an_existing_namespace_is_the_tenants_only_with_its_label() {
     let api = FakeApi::default();
     let namespaces: Api<Namespace> = Api::all(api.client());
-    let shared: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "shared", "labels": {"team": "edge"}}}))
+    for (name, labels) in [
+        ("shared", json!({"team": "edge"})),
+        ("kube-system", json!({})),
+        ("prepared", json!({"veloflux.io/tenant": "acme"})),
+    ] {
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
             .unwrap();
-    namespaces
-        .create(&PostParams::default(), &shared)
-        .await
-        .unwrap();
-    let acme = Tenant::test("acme", "pro").with_namespaces(&["acme", "shared"]);
+    }
 
-    directory(&api).create_tenant(&acme).await.unwrap();
-
+    // A namespace someone else owns (or the cluster's own) is refused, and
+    // no Tenant claims it.
+    for taken in ["shared", "kube-system"] {
+        let tenant = Tenant::test("acme", "pro").with_namespaces(&[taken]);
+        match directory(&api).create_tenant(&tenant).await {
+            Err(DirectoryError::AlreadyExists {
+                kind: "Namespace",
+                name,
+            }) => assert_eq!(name, taken),
+            other => panic!("{taken}: expected a refusal, got {other:?}"),
+        }
+        assert!(api.get(TENANTS, "", "acme").is_none());
+    }
     let shared = api.get(NAMESPACES, "", "shared").unwrap();
     assert_eq!(shared["metadata"]["labels"], json!({"team": "edge"}));
+
+    // One labelled for the tenant (prepared by an admin) is used as it is.
+    let acme = Tenant::test("acme", "pro").with_namespaces(&["acme", "prepared"]);
+    directory(&api).create_tenant(&acme).await.unwrap();
     assert!(api.get(NAMESPACES, "", "acme").is_some());
+    assert!(api.get(TENANTS, "", "acme").is_some());
 }
 
 #[tokio::test]

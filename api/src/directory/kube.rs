@@ -179,17 +179,27 @@ impl KubeDirectory {
         }
     }
 
-    /// Creates namespace `name` for tenant `tenant` unless it exists.
+    /// Creates namespace `name` for tenant `tenant` unless it exists. An
+    /// existing namespace is the tenant's only if it carries the tenant's
+    /// label: a tenant named `kube-system` must not gain the cluster's own
+    /// namespace (its Services would become the tenant's backends).
     async fn ensure_namespace(&self, name: &str, tenant: &str) -> DirResult<()> {
         let api = self.namespaces();
         let subject = Subject::Namespace(name);
-        if api
-            .get_opt(name)
-            .await
-            .map_err(|e| refusal(subject, e))?
-            .is_some()
-        {
-            return Ok(());
+        if let Some(existing) = api.get_opt(name).await.map_err(|e| refusal(subject, e))? {
+            let owner = existing
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(TENANT_LABEL));
+            return if owner.map(String::as_str) == Some(tenant) {
+                Ok(())
+            } else {
+                Err(DirectoryError::AlreadyExists {
+                    kind: "Namespace",
+                    name: name.to_owned(),
+                })
+            };
         }
         let namespace = Namespace {
             metadata: ObjectMeta {
