@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use veloflux_api::directory::folder::{FolderDirectory, route_file, tenant_file};
 use veloflux_api::directory::{Directory, DirectoryError};
 use veloflux_crds::{ConditionStatus, Manifests, Route, Tenant};
@@ -686,47 +687,6 @@ impl Drop for Proxy {
     }
 }
 
-/// A loopback HTTP/1.1 backend answering every request 200 with `body`.
-async fn backend(body: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_request| async move {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// `GET /` for `host` through the proxy: status and body, `None` when the
-/// proxy does not answer (yet).
-async fn get(proxy: SocketAddr, host: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(proxy).await.ok()?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n")?.1.to_owned();
-        Some((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Asks until `done` holds for the answer, for at most `within`; the last
 /// answer either way.
 async fn answer_until(
@@ -737,7 +697,7 @@ async fn answer_until(
 ) -> (bool, Option<(u16, String)>) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let answer = get(proxy, host).await;
+        let answer = support::proxy_get(proxy, host).await;
         if answer.as_ref().is_some_and(&done) {
             return (true, answer);
         }
@@ -753,7 +713,7 @@ async fn the_standalone_proxy_serves_a_tenant_created_through_the_directory() {
     const BODY: &str = "hello from the acme backend";
     let folder = TempFolder::new("proxy");
     folder.write("plans.yaml", PLANS);
-    let backend = backend(BODY).await;
+    let backend = support::backend(BODY).await;
     let binary = proxy_binary();
     let (port, admin) = (free_port(), free_port());
     let mut proxy = Proxy(

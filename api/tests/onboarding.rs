@@ -14,52 +14,12 @@ use clap::Parser as _;
 use http::{Method, StatusCode};
 use serde_json::json;
 use support::{Platform, route_spec};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// A loopback backend answering 200 with `body`.
-async fn backend(body: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_| async move {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// `GET /` for `host` through the proxy: status and body.
-async fn get(proxy: SocketAddr, host: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(proxy).await.ok()?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
-}
 
 /// Polls until `done` holds (at most 10 s, for a loaded machine); how long it took.
 async fn served(proxy: SocketAddr, host: &str, done: impl Fn(&(u16, String)) -> bool) -> Duration {
     let started = Instant::now();
     loop {
-        let answer = get(proxy, host).await;
+        let answer = support::proxy_get(proxy, host).await;
         if answer.as_ref().is_some_and(&done) {
             return started.elapsed();
         }
@@ -91,7 +51,7 @@ async fn a_route_created_through_the_api_is_served_by_the_standalone_proxy_on_th
     ])
     .unwrap();
     let proxy = veloflux_proxy::app::start(proxy_config).await.unwrap();
-    let backend = backend("hello from acme").await;
+    let backend = support::backend("hello from acme").await;
 
     let tokens = platform
         .signup(

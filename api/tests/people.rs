@@ -12,21 +12,10 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Platform, Reply, jwt_parts, route_spec};
+use support::{PASSWORD, Platform, Reply, jwt_parts, problem, route_spec};
 
-const PASSWORD: &str = "correct horse battery staple";
 const ACME: &[&str] = &["acme.customers.example", "*.acme.customers.example"];
 const GLOBEX: &[&str] = &["globex.customers.example"];
-
-/// The exact problem document the API answers with.
-fn problem(status: u16, slug: &str, title: &str, detail: &str) -> Value {
-    json!({
-        "type": format!("https://veloflux.io/problems/{slug}"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    })
-}
 
 fn forbidden(role: &str) -> Value {
     problem(

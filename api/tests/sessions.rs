@@ -12,20 +12,10 @@ use std::time::Duration;
 
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use support::{Platform, Reply, fresh_throttle_window, jwt_parts, metric};
+use support::{PASSWORD, Platform, Reply, fresh_throttle_window, jwt_parts, metric, problem};
 use veloflux_store::testing::eventually;
 
-const PASSWORD: &str = "correct horse battery staple";
 const WRONG: &str = "not the right password";
-
-fn problem(status: u16, slug: &str, title: &str, detail: &str) -> Value {
-    json!({
-        "type": format!("https://veloflux.io/problems/{slug}"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    })
-}
 
 fn invalid_refresh(detail: &str) -> Value {
     problem(401, "invalid-token", "Invalid token", detail)

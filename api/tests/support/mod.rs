@@ -481,3 +481,57 @@ pub async fn fresh_throttle_window(needed: Duration) {
         tokio::time::sleep(Duration::from_millis(left + 50)).await;
     }
 }
+
+/// The password every test person has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The exact problem document the API answers with.
+pub fn problem(status: u16, slug: &str, title: &str, detail: &str) -> Value {
+    json!({
+        "type": format!("https://veloflux.io/problems/{slug}"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    })
+}
+
+/// A loopback HTTP/1.1 backend answering every request 200 with `body`.
+pub async fn backend(body: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(body.as_bytes()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `GET /` for `host` through a proxy: status and body, `None` when the
+/// proxy does not answer (yet).
+pub async fn proxy_get(proxy: std::net::SocketAddr, host: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(proxy).await.ok()?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
+}
