@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{PASSWORD, Platform, Reply, jwt_parts, problem, route_spec};
+use support::{
+    PASSWORD, Platform, Reply, jwt_parts, problem, refresh, refresh_token, route_spec, token,
+};
 
 const ACME: &[&str] = &["acme.customers.example", "*.acme.customers.example"];
 const GLOBEX: &[&str] = &["globex.customers.example"];
@@ -48,14 +50,6 @@ fn last_owner() -> Value {
     )
 }
 
-fn token(tokens: &Value) -> String {
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
-
-fn refresh_token(tokens: &Value) -> String {
-    tokens["refresh_token"].as_str().unwrap().to_owned()
-}
-
 async fn invite(platform: &Platform, owner: &str, tenant: &str, email: &str, role: &str) -> Reply {
     platform
         .call(
@@ -89,17 +83,6 @@ async fn me(platform: &Platform, token: &str) -> Value {
 
 async fn user_id(platform: &Platform, token: &str) -> String {
     me(platform, token).await["id"].as_str().unwrap().to_owned()
-}
-
-async fn refresh(platform: &Platform, refresh_token: &str) -> Reply {
-    platform
-        .call(
-            Method::POST,
-            "/api/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": refresh_token})),
-        )
-        .await
 }
 
 async fn set_role(platform: &Platform, owner: &str, tenant: &str, user: &str, role: &str) -> Reply {

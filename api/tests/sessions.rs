@@ -12,21 +12,16 @@ use std::time::Duration;
 
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use support::{PASSWORD, Platform, Reply, fresh_throttle_window, jwt_parts, metric, problem};
+use support::{
+    PASSWORD, Platform, fresh_throttle_window, jwt_parts, metric, problem, refresh, refresh_token,
+    token,
+};
 use veloflux_store::testing::eventually;
 
 const WRONG: &str = "not the right password";
 
 fn invalid_refresh(detail: &str) -> Value {
     problem(401, "invalid-token", "Invalid token", detail)
-}
-
-fn token(tokens: &Value) -> String {
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
-
-fn refresh_token(tokens: &Value) -> String {
-    tokens["refresh_token"].as_str().unwrap().to_owned()
 }
 
 /// `(family, secret)` of a refresh token `vfr_<family>.<secret>`.
@@ -37,17 +32,6 @@ fn split(refresh: &str) -> (String, String) {
         .split_once('.')
         .unwrap();
     (family.to_owned(), secret.to_owned())
-}
-
-async fn refresh(platform: &Platform, refresh_token: &str) -> Reply {
-    platform
-        .call(
-            Method::POST,
-            "/api/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": refresh_token})),
-        )
-        .await
 }
 
 async fn sign_ins(platform: &Platform, outcome: &str) -> f64 {

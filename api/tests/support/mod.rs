@@ -535,3 +535,25 @@ pub async fn proxy_get(proxy: std::net::SocketAddr, host: &str) -> Option<(u16, 
         .ok()
         .flatten()
 }
+
+/// The access token of a token response.
+pub fn token(tokens: &Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The refresh token of a token response.
+pub fn refresh_token(tokens: &Value) -> String {
+    tokens["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /api/sessions/refresh` with `refresh_token`.
+pub async fn refresh(platform: &Platform, refresh_token: &str) -> Reply {
+    platform
+        .call(
+            Method::POST,
+            "/api/sessions/refresh",
+            None,
+            Some(json!({"refresh_token": refresh_token})),
+        )
+        .await
+}
