@@ -42,7 +42,8 @@ struct EndpointHandles {
 /// Every metric of the API.
 pub struct Metrics {
     registry: Registry,
-    endpoints: Vec<(usize, EndpointHandles)>,
+    /// By index in the endpoint table.
+    endpoints: Vec<EndpointHandles>,
     sign_ins: Family<OutcomeLabels, Counter>,
     sign_ups: Family<OutcomeLabels, Counter>,
 }
@@ -83,7 +84,7 @@ impl Metrics {
             .iter()
             .map(|e| {
                 let method = e.method_name();
-                let handles = EndpointHandles {
+                EndpointHandles {
                     by_class: CLASSES.map(|class| {
                         requests
                             .get_or_create(&EndpointLabels {
@@ -99,8 +100,7 @@ impl Metrics {
                             endpoint: e.path,
                         })
                         .clone(),
-                };
-                (std::ptr::from_ref(e) as usize, handles)
+                }
             })
             .collect();
         Arc::new(Self {
@@ -111,10 +111,9 @@ impl Metrics {
         })
     }
 
-    /// Counts one answer of `endpoint`.
-    pub fn observe(&self, endpoint: &Endpoint, status: http::StatusCode, took: Duration) {
-        let key = std::ptr::from_ref(endpoint) as usize;
-        if let Some((_, handles)) = self.endpoints.iter().find(|(k, _)| *k == key) {
+    /// Counts one answer of the endpoint at index `endpoint` of the table.
+    pub fn observe(&self, endpoint: usize, status: http::StatusCode, took: Duration) {
+        if let Some(handles) = self.endpoints.get(endpoint) {
             let class = usize::from((status.as_u16() / 100).clamp(1, 5) as u8) - 1;
             handles.by_class[class].inc();
             handles.latency.observe(took.as_secs_f64());

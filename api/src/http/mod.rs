@@ -24,9 +24,9 @@ pub fn router(state: AppState) -> Router {
         state.settings.throttle_per_address,
         state.settings.trust_forwarded_for,
     );
-    for endpoint in endpoints::ENDPOINTS {
+    for (index, endpoint) in endpoints::ENDPOINTS.iter().enumerate() {
         let mut route = (endpoint.handler)().route_layer(axum::middleware::from_fn_with_state(
-            (state.clone(), endpoint),
+            (state.clone(), index),
             authorize,
         ));
         if endpoint.throttled
