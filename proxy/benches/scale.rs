@@ -24,8 +24,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use veloflux_proxy::router::{BuildContext, build_tenant};
-use veloflux_proxy::snapshot::normalize_host;
+use veloflux_proxy::routing::router::{BuildContext, build_tenant};
+use veloflux_proxy::routing::snapshot::normalize_host;
 
 fn tenant_file(i: usize, routes: usize, version: usize) -> String {
     let mut text = format!(
@@ -118,12 +118,12 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let t = Instant::now();
-        let mut source = veloflux_proxy::source::ManifestSource::new(&dir);
+        let mut source = veloflux_proxy::sources::folder::ManifestSource::new(&dir);
         let changes = source.load().unwrap();
         let load_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let reloader = veloflux_proxy::reload::Reloader::new(
-            Arc::new(veloflux_proxy::snapshot::Store::default()),
-            Arc::new(veloflux_proxy::metrics::Metrics::new(1000, 10_000)),
+        let reloader = veloflux_proxy::routing::reload::Reloader::new(
+            Arc::new(veloflux_proxy::routing::snapshot::Store::default()),
+            Arc::new(veloflux_proxy::admin::metrics::Metrics::new(1000, 10_000)),
         );
         let t = Instant::now();
         reloader.apply(changes, "manifests");
@@ -140,9 +140,9 @@ fn main() {
             .tenants()
             .map(|t| t.config.to_json().unwrap())
             .collect();
-        let fresh = veloflux_proxy::reload::Reloader::new(
-            Arc::new(veloflux_proxy::snapshot::Store::default()),
-            Arc::new(veloflux_proxy::metrics::Metrics::new(1000, 10_000)),
+        let fresh = veloflux_proxy::routing::reload::Reloader::new(
+            Arc::new(veloflux_proxy::routing::snapshot::Store::default()),
+            Arc::new(veloflux_proxy::admin::metrics::Metrics::new(1000, 10_000)),
         );
         let t = Instant::now();
         let changes: Vec<_> = docs

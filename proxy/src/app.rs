@@ -15,17 +15,17 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 use veloflux_store::RedisOptions;
 
-use crate::admin::{Admin, SnapshotCollector, SourceStatus};
+use crate::admin::endpoints::{Admin, SnapshotCollector, SourceStatus};
+use crate::admin::metrics::{Metrics, SourceLabels};
 use crate::config::Config;
-use crate::fleet::{Fleet, FleetOptions, default_proxy_id};
-use crate::metrics::{Metrics, SourceLabels};
-use crate::ratelimit::SharedLimits;
-use crate::reload::Reloader;
-use crate::server::Proxy;
-use crate::snapshot::Store;
-use crate::source::ManifestSource;
-use crate::tls::{SniResolver, TlsAcceptor, certified_key, server_config};
-use crate::usage::Flusher;
+use crate::http::tls::{SniResolver, TlsAcceptor, certified_key, server_config};
+use crate::limits::ratelimit::SharedLimits;
+use crate::limits::usage::Flusher;
+use crate::request::Proxy;
+use crate::routing::reload::Reloader;
+use crate::routing::snapshot::Store;
+use crate::sources::fleet::{Fleet, FleetOptions, default_proxy_id};
+use crate::sources::folder::ManifestSource;
 
 /// A running proxy.
 #[derive(Debug)]
@@ -208,21 +208,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
 
     let mut listeners = vec![
-        tokio::spawn(crate::listener::run(
+        tokio::spawn(crate::http::listener::run(
             listener,
             Arc::clone(&proxy),
             None,
             shutdown_rx.clone(),
             config.shutdown_grace,
         )),
-        tokio::spawn(crate::admin::run(
+        tokio::spawn(crate::admin::endpoints::run(
             admin_listener,
             Arc::clone(&admin),
             shutdown_rx.clone(),
         )),
     ];
     if let (Some(l), Some(acceptor)) = (tls_listener, tls_acceptor) {
-        listeners.push(tokio::spawn(crate::listener::run(
+        listeners.push(tokio::spawn(crate::http::listener::run(
             l,
             Arc::clone(&proxy),
             Some(acceptor),

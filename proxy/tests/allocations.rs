@@ -11,11 +11,11 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use veloflux_crds::Manifests;
-use veloflux_proxy::balancer::Tried;
-use veloflux_proxy::endpoint::EndpointRegistry;
-use veloflux_proxy::metrics::Metrics;
-use veloflux_proxy::router::{BuildContext, build_tenant};
-use veloflux_proxy::snapshot::{Store, normalize_host};
+use veloflux_proxy::admin::metrics::Metrics;
+use veloflux_proxy::backends::balancer::Tried;
+use veloflux_proxy::backends::endpoint::EndpointRegistry;
+use veloflux_proxy::routing::router::{BuildContext, build_tenant};
+use veloflux_proxy::routing::snapshot::{Store, normalize_host};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -74,8 +74,8 @@ spec:
         config,
         BuildContext {
             endpoints: &endpoints,
-            limits: &veloflux_proxy::ratelimit::LimitRegistry::default(),
-            usage: &veloflux_proxy::usage::UsageRegistry::default(),
+            limits: &veloflux_proxy::limits::ratelimit::LimitRegistry::default(),
+            usage: &veloflux_proxy::limits::usage::UsageRegistry::default(),
             metrics: &metrics,
         },
     )
@@ -135,7 +135,7 @@ fn rate_limit_headers_cost_no_allocation_per_response() {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let decision = veloflux_proxy::ratelimit::Decision::new(true, 6_000, 0, 0, 0);
+    let decision = veloflux_proxy::limits::ratelimit::Decision::new(true, 6_000, 0, 0, 0);
     let mut headers = HeaderMap::with_capacity(16);
     decision.write_headers(&mut headers);
 

@@ -248,9 +248,9 @@ async fn deleting_a_file_removes_its_objects_and_a_conflicting_file_is_refused()
 /// every tenant serves.
 #[test]
 fn many_tenants_compile_in_parallel_with_labels_in_change_order() {
-    use veloflux_proxy::metrics::Metrics;
-    use veloflux_proxy::reload::Reloader;
-    use veloflux_proxy::snapshot::Store;
+    use veloflux_proxy::admin::metrics::Metrics;
+    use veloflux_proxy::routing::reload::Reloader;
+    use veloflux_proxy::routing::snapshot::Store;
 
     let backend: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     let names: Vec<String> = (0..600).map(|i| format!("t{i:03}")).collect();

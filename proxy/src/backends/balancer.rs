@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use veloflux_crds::route::Algorithm;
 
-use crate::endpoint::EndpointState;
+use crate::backends::endpoint::EndpointState;
 
 /// Most entries in a weighted schedule; larger weight sums are scaled down.
 const MAX_SCHEDULE: u64 = 4096;
@@ -195,7 +195,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::EndpointRegistry;
+    use crate::backends::endpoint::EndpointRegistry;
 
     fn endpoints(n: u16) -> Vec<Arc<EndpointState>> {
         let registry = EndpointRegistry::default();

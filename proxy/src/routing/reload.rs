@@ -9,12 +9,12 @@ use prometheus_client::metrics::counter::Counter;
 use tracing::{debug, error, info};
 use veloflux_crds::TenantConfig;
 
-use crate::endpoint::EndpointRegistry;
-use crate::health::HealthChecker;
-use crate::metrics::{Metrics, SourceLabels, TenantLabelSet};
-use crate::router::{BuildContext, TenantRuntime, build_tenant_labeled};
-use crate::snapshot::Store;
-use crate::source::TenantChange;
+use crate::admin::metrics::{Metrics, SourceLabels, TenantLabelSet};
+use crate::backends::endpoint::EndpointRegistry;
+use crate::backends::health::HealthChecker;
+use crate::routing::router::{BuildContext, TenantRuntime, build_tenant_labeled};
+use crate::routing::snapshot::Store;
+use crate::sources::folder::TenantChange;
 
 /// Changes compiled per batch: from two batches on, tenants compile on
 /// every core (below that, threads cost more than they save).
@@ -36,9 +36,9 @@ pub struct Reloader {
     /// Health checkers.
     pub health: HealthChecker,
     /// Rate limiters.
-    pub limits: Arc<crate::ratelimit::LimitRegistry>,
+    pub limits: Arc<crate::limits::ratelimit::LimitRegistry>,
     /// Usage totals.
-    pub usage: Arc<crate::usage::UsageRegistry>,
+    pub usage: Arc<crate::limits::usage::UsageRegistry>,
 }
 
 impl Reloader {

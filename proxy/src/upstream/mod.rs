@@ -45,9 +45,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::{BoxError, RequestBody};
-use crate::endpoint::EndpointState;
-use crate::wire::{self, Decoded, Decoder, Forwarding, RequestFraming, ResponseHead, WireError};
+use crate::backends::endpoint::EndpointState;
+use crate::http::body::{BoxError, RequestBody};
+use crate::http1::wire::{
+    self, Decoded, Decoder, Forwarding, RequestFraming, ResponseHead, WireError,
+};
 
 /// Idle connections kept per endpoint at most.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;

@@ -18,14 +18,14 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use tracing::{info, warn};
 
-use crate::balancer::Tried;
-use crate::body::Tally;
-use crate::body::{BodyTooLarge, ClientBody, RequestBody, ResponseBody};
-use crate::metrics::Metrics;
-use crate::ratelimit::Decision;
-use crate::router::{HostEntry, RouteRuntime};
-use crate::snapshot::{Store, normalize_host};
-use crate::wire::Forwarding;
+use crate::admin::metrics::Metrics;
+use crate::backends::balancer::Tried;
+use crate::http::body::Tally;
+use crate::http::body::{BodyTooLarge, ClientBody, RequestBody, ResponseBody};
+use crate::http1::wire::Forwarding;
+use crate::limits::ratelimit::Decision;
+use crate::routing::router::{HostEntry, RouteRuntime};
+use crate::routing::snapshot::{Store, normalize_host};
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]
@@ -234,7 +234,7 @@ impl Default for RequestIds {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()) << 32;
         Self {
-            prefix: crate::balancer::hash_of(&seed),
+            prefix: crate::backends::balancer::hash_of(&seed),
             next: AtomicU64::new(0),
         }
     }
@@ -741,10 +741,9 @@ fn transfer_coding_supported(headers: &HeaderMap) -> bool {
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| crate::wire::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade")))
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            crate::http1::wire::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        })
 }
 
 /// Whether any error in `err`'s source chain satisfies `test`.
@@ -793,7 +792,7 @@ fn raw_host_value(req: &Request<ClientBody>) -> HeaderValue {
 fn splice(
     client_upgrade: hyper::upgrade::OnUpgrade,
     upstream: crate::upstream::Upgraded,
-    in_flight: crate::endpoint::InFlight,
+    in_flight: crate::backends::endpoint::InFlight,
 ) {
     tokio::spawn(async move {
         let _in_flight = in_flight;

@@ -34,7 +34,7 @@ use veloflux_crds::config::RateLimitConfig;
 use veloflux_crds::plan::FailureMode;
 use veloflux_crds::route::RateLimitKey;
 
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 
 /// How long an unused lease is kept before its tokens go back.
 const LEASE_IDLE: Duration = Duration::from_secs(1);
@@ -319,7 +319,7 @@ impl Limiter {
         let Some(key) = key.filter(|_| !self.keyed.is_empty()) else {
             return Arc::clone(&self.single);
         };
-        let shard = crate::balancer::hash_of(&key) as usize % self.keyed.len();
+        let shard = crate::backends::balancer::hash_of(&key) as usize % self.keyed.len();
         let mut map = self.keyed[shard]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

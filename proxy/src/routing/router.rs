@@ -20,9 +20,9 @@ use veloflux_crds::TenantConfig;
 use veloflux_crds::config::{HealthCheckConfig, RouteConfig};
 use veloflux_crds::route::{HashSource, HttpMethod, PathMatchType};
 
-use crate::balancer::{Balancer, Tried, hash_of};
-use crate::endpoint::{EndpointRegistry, EndpointState, InvalidAddress};
-use crate::metrics::{Metrics, RouteMetrics, TenantLabelSet};
+use crate::admin::metrics::{Metrics, RouteMetrics, TenantLabelSet};
+use crate::backends::balancer::{Balancer, Tried, hash_of};
+use crate::backends::endpoint::{EndpointRegistry, EndpointState, InvalidAddress};
 
 /// Why a tenant's config could not be compiled (its last good one stays).
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum BuildError {
         source_name: String,
         /// Cause.
         #[source]
-        source: crate::tls::CertError,
+        source: crate::http::tls::CertError,
     },
     /// A header name or value of a rule is unusable.
     #[error("route {route}: invalid header match {name:?}")]
@@ -61,9 +61,9 @@ pub struct BuildContext<'a> {
     /// Shared endpoint states.
     pub endpoints: &'a EndpointRegistry,
     /// Rate limiters.
-    pub limits: &'a crate::ratelimit::LimitRegistry,
+    pub limits: &'a crate::limits::ratelimit::LimitRegistry,
     /// Usage totals.
-    pub usage: &'a crate::usage::UsageRegistry,
+    pub usage: &'a crate::limits::usage::UsageRegistry,
     /// Metric families.
     pub metrics: &'a Metrics,
 }
@@ -118,7 +118,7 @@ pub struct RouteRuntime {
     /// Metric handles.
     pub metrics: RouteMetrics,
     /// The route's own (tighter) rate limit.
-    pub rate_limit: Option<Arc<crate::ratelimit::Limiter>>,
+    pub rate_limit: Option<Arc<crate::limits::ratelimit::Limiter>>,
     active: AtomicU64,
     active_retries: AtomicU64,
 }
@@ -275,9 +275,9 @@ pub struct HostEntry {
     /// Certificate presented for this host over TLS.
     pub certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     /// The plan's tenant-wide rate limit.
-    pub rate_limit: Option<Arc<crate::ratelimit::Limiter>>,
+    pub rate_limit: Option<Arc<crate::limits::ratelimit::Limiter>>,
     /// The tenant's usage totals.
-    pub usage: Arc<crate::usage::TenantUsage>,
+    pub usage: Arc<crate::limits::usage::TenantUsage>,
     candidates: Box<[Candidate]>,
 }
 
@@ -381,12 +381,13 @@ pub fn build_tenant_labeled(
     }
     let mut certificates: HashMap<&str, Arc<rustls::sign::CertifiedKey>> = HashMap::new();
     for cert in &config.certificates {
-        let key = crate::tls::certified_key(&cert.cert_pem, &cert.key_pem).map_err(|source| {
-            BuildError::Certificate {
-                source_name: cert.source.clone(),
-                source,
-            }
-        })?;
+        let key =
+            crate::http::tls::certified_key(&cert.cert_pem, &cert.key_pem).map_err(|source| {
+                BuildError::Certificate {
+                    source_name: cert.source.clone(),
+                    source,
+                }
+            })?;
         for host in &cert.hosts {
             certificates
                 .entry(host.as_str())

@@ -18,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::body::ClientBody;
-use crate::h1::{self, HEADER_READ_TIMEOUT, Prefixed, Served};
-use crate::server::{ConnInfo, MAX_HEADER_BYTES, Proxy};
-use crate::tls::TlsAcceptor;
+use crate::http::body::ClientBody;
+use crate::http::h1::{self, HEADER_READ_TIMEOUT, Prefixed, Served};
+use crate::http::tls::TlsAcceptor;
+use crate::request::{ConnInfo, MAX_HEADER_BYTES, Proxy};
 
 /// The connection builder shared by listeners.
 fn builder() -> auto::Builder<TokioExecutor> {

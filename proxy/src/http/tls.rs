@@ -12,7 +12,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::snapshot::{Store, normalize_host};
+use crate::routing::snapshot::{Store, normalize_host};
 
 /// The acceptor listeners use.
 pub type TlsAcceptor = tokio_rustls::TlsAcceptor;

@@ -22,8 +22,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-use crate::snapshot::Store;
+use crate::admin::metrics::Metrics;
+use crate::routing::snapshot::Store;
 
 /// The config source's state, as `/readyz` reports it.
 #[derive(Debug, Clone, Default, Serialize)]

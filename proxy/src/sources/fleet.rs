@@ -29,11 +29,11 @@ use veloflux_store::acks::{self, ProxyAck};
 use veloflux_store::reader::{Changes, Cursor, Fetched, Reader};
 use veloflux_store::{RedisOptions, StoreError};
 
-use crate::admin::{Admin, SourceStatus};
-use crate::metrics::{ResyncLabels, SourceLabels};
-use crate::reload::{ApplyReport, Reloader};
-use crate::source::TenantChange;
-use crate::state::StateDir;
+use crate::admin::endpoints::{Admin, SourceStatus};
+use crate::admin::metrics::{ResyncLabels, SourceLabels};
+use crate::routing::reload::{ApplyReport, Reloader};
+use crate::sources::folder::TenantChange;
+use crate::sources::state::StateDir;
 
 /// Source label of this source's metrics and logs.
 const SOURCE: &str = "redis";

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::router::{HostEntry, TenantRuntime};
+use crate::routing::router::{HostEntry, TenantRuntime};
 
 /// Number of shards of each map.
 const SHARDS: usize = 512;

@@ -161,7 +161,8 @@ impl Labeled {
             self.own.insert(name.into());
             return Ok(name.to_owned());
         }
-        self.folded.insert(crate::balancer::hash_of(&name));
+        self.folded
+            .insert(crate::backends::balancer::hash_of(&name));
         Err(self.folded.len())
     }
 }

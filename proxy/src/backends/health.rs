@@ -21,9 +21,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use veloflux_crds::config::HealthCheckConfig;
 
-use crate::body::RequestBody;
-use crate::endpoint::EndpointState;
-use crate::router::TenantRuntime;
+use crate::backends::endpoint::EndpointState;
+use crate::http::body::RequestBody;
+use crate::routing::router::TenantRuntime;
 
 type CheckClient = Client<HttpConnector, RequestBody>;
 
@@ -141,7 +141,7 @@ fn checks(
     tenant: &TenantRuntime,
 ) -> impl Iterator<
     Item = (
-        &Arc<crate::router::RouteRuntime>,
+        &Arc<crate::routing::router::RouteRuntime>,
         &HealthCheckConfig,
         &Arc<EndpointState>,
     ),

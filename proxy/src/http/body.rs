@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::endpoint::InFlight;
+use crate::backends::endpoint::InFlight;
 use crate::upstream::UpstreamBody;
 
 /// Error type of proxied bodies.

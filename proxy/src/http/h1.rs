@@ -32,9 +32,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::{ClientBody, ResponseBody};
-use crate::server::{ConnInfo, MAX_HEADER_BYTES, Proxy, content_length};
-use crate::wire::{Span, write_field};
+use crate::http::body::{ClientBody, ResponseBody};
+use crate::http1::wire::{Span, write_field};
+use crate::request::{ConnInfo, MAX_HEADER_BYTES, Proxy, content_length};
 
 /// Time a client has to send a request head, idle time before it included.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -322,7 +322,7 @@ fn parse(read: &mut BytesMut) -> Parsed {
             {
                 return Parsed::Other;
             } else if name.eq_ignore_ascii_case(b"connection") {
-                for token in crate::wire::tokens(field.value) {
+                for token in crate::http1::wire::tokens(field.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if minor == 0 && token.eq_ignore_ascii_case(b"keep-alive") {
@@ -330,8 +330,8 @@ fn parse(read: &mut BytesMut) -> Parsed {
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"te") {
-                trailers |=
-                    crate::wire::tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+                trailers |= crate::http1::wire::tokens(field.value)
+                    .any(|t| t.eq_ignore_ascii_case(b"trailers"));
             }
             spans[count] = Span::of(field, base);
             count += 1;
@@ -534,7 +534,7 @@ where
                     sent += data.len() as u64;
                     if framing == Framing::Chunked {
                         let mut size = [0u8; 18];
-                        out.extend_from_slice(crate::wire::encode_chunk_size(
+                        out.extend_from_slice(crate::http1::wire::encode_chunk_size(
                             &mut size,
                             data.len(),
                         ));

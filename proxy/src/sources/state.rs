@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use veloflux_crds::TenantConfig;
 use veloflux_crds::keys::is_valid_id;
 
-use crate::source::TenantChange;
+use crate::sources::folder::TenantChange;
 
 /// The folder of saved tenant configs.
 #[derive(Debug, Clone)]

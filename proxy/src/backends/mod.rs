@@ -1,0 +1,5 @@
+//! Upstream endpoints: their shared state, load balancing over them, and active health checks.
+
+pub mod balancer;
+pub mod endpoint;
+pub mod health;

@@ -1,0 +1,4 @@
+//! Rate limits and usage metering.
+
+pub mod ratelimit;
+pub mod usage;
